@@ -1,0 +1,1 @@
+"""hjepa-jax: H-JEPA self-supervised ViT pretraining in JAX/Flax."""

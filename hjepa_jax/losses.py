@@ -1,0 +1,61 @@
+"""H-JEPA objective: per-level regression of predictions onto layer-normalised target features."""
+import jax
+import jax.numpy as jnp
+
+from hjepa_jax import hierarchy
+
+LOSS_TYPES = ("smooth_l1", "mse")
+
+
+def smooth_l1(x, y, beta=1.0):
+  """Elementwise Huber / smooth-L1 as in torch.nn.functional.smooth_l1_loss (I-JEPA's loss)."""
+  d = jnp.abs(x - y)
+  return jnp.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
+
+
+def elementwise(kind, x, y):
+  if kind == "smooth_l1":
+    return smooth_l1(x, y)
+  if kind == "mse":
+    return jnp.square(x - y)
+  raise ValueError(f"loss type {kind!r} not in {LOSS_TYPES}")
+
+
+def layer_norm(x, eps=1e-6):
+  """LayerNorm over the last axis without affine parameters (I-JEPA's target normalisation)."""
+  mean = x.mean(-1, keepdims=True)
+  var = jnp.square(x - mean).mean(-1, keepdims=True)
+  return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+def hierarchical_loss(pred, target, idx, valid, grid, weights, kind="smooth_l1"):
+  """Weighted sum over levels of per-example masked means; returns (loss (B,), per-level (L, B)).
+
+  pred/target: (B, M, K, D) at grid indices idx (B, M, K) with validity valid (B, M, K). Each
+  level's loss is averaged over the valid cells of ALL target blocks of an example, then the batch
+  mean is taken by the caller, so micro-batching does not change the result.
+  """
+  target = jax.lax.stop_gradient(target)
+  per_level = []
+  for level in range(len(weights)):
+    if level == 0:  # 1x1 cells: every valid target token is its own cell
+      p, t, cell_valid = pred, target, valid
+    else:
+      p, cell_valid = hierarchy.pool_to_level(pred, idx, valid, grid, level)
+      t, _ = hierarchy.pool_to_level(target, idx, valid, grid, level)
+    err = elementwise(kind, p, t).mean(-1)                       # (B, M, C)
+    w = cell_valid.astype(err.dtype)
+    per_level.append((err * w).sum((1, 2)) / jnp.maximum(w.sum((1, 2)), 1.0))
+  per_level = jnp.stack(per_level)
+  total = jnp.tensordot(jnp.asarray(weights, per_level.dtype), per_level, axes=1)
+  return total, per_level
+
+
+def per_dim_std(x, valid=None):
+  """Mean over channels of the per-channel std over all (valid) tokens: the collapse diagnostic."""
+  x = x.reshape(-1, x.shape[-1])
+  w = jnp.ones(x.shape[:1], x.dtype) if valid is None else valid.reshape(-1).astype(x.dtype)
+  n = jnp.maximum(w.sum(), 1.0)
+  mean = (x * w[:, None]).sum(0) / n
+  var = (jnp.square(x - mean) * w[:, None]).sum(0) / n
+  return jnp.sqrt(var + 1e-12).mean()

@@ -1,0 +1,180 @@
+"""Pure-functional Vision Transformer (flax.linen): encoder blocks shared by encoder and predictor.
+
+No CLS token, pre-norm blocks, fixed sin-cos positions, final LayerNorm (I-JEPA). Tokens carry
+their grid positions and a validity mask, so the same blocks run on a dropped-token subset
+(context encoder), the full grid (target encoder) or context + mask tokens (predictor) with
+static shapes; padded tokens are never attended to.
+"""
+import dataclasses
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hjepa_jax.model import posemb
+
+# name -> (width, depth, num_heads); patch size comes after the slash: "S/16".
+VARIANTS = {
+    "mu": (64, 2, 2),
+    "Ti": (192, 12, 3),
+    "S": (384, 12, 6),
+    "M": (512, 12, 8),
+    "B": (768, 12, 12),
+    "L": (1024, 24, 16),
+    "H": (1280, 32, 16),
+}
+
+REMAT_POLICIES = (
+    "none", "nothing_saveable", "everything_saveable", "dots_saveable",
+    "dots_with_no_batch_dims_saveable", "checkpoint_dots", "checkpoint_dots_with_no_batch_dims")
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def parse_variant(name):
+  """"S/16" -> dict(width=384, depth=12, num_heads=6, patch_size=16)."""
+  base, sep, patch = name.partition("/")
+  if base not in VARIANTS or not sep or not patch.isdigit():
+    raise ValueError(f"unknown ViT variant {name!r}: expected NAME/PATCH with NAME in "
+                     f"{sorted(VARIANTS)} (e.g. 'S/16', 'Ti/4')")
+  width, depth, heads = VARIANTS[base]
+  return dict(width=width, depth=depth, num_heads=heads, patch_size=int(patch))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockOptions:
+  """Switches shared by every transformer block; each one changes the computation."""
+  mlp_ratio: float = 4.0
+  fused_attention: bool = True   # jax.nn.dot_product_attention vs. a plain einsum softmax
+  attention_impl: str = "auto"   # "auto" lets jax/the plugin choose; "xla" | "cudnn" force one
+  layerscale_init: float = 0.0   # > 0 enables LayerScale (CaiT/DeiT-III) with this init value
+  rope: bool = False             # 2-D rotary embedding of q/k on the patch grid
+  rope_base: float = 100.0
+  remat: str = "none"            # per-block jax.checkpoint policy name, or "none"
+  dtype: str = "float32"         # compute dtype; params stay float32
+
+  def __post_init__(self):
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"remat policy {self.remat!r} not in {REMAT_POLICIES}")
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(f"attention_impl {self.attention_impl!r} not in {ATTENTION_IMPLS}")
+    if self.dtype not in DTYPES:
+      raise ValueError(f"dtype {self.dtype!r} not in {tuple(DTYPES)}")
+
+  @property
+  def compute_dtype(self):
+    return DTYPES[self.dtype]
+
+
+def attention(q, k, v, key_valid, *, fused, implementation="auto"):
+  """Multi-head attention on (B, T, H, Dh) with a (B, S) key-validity mask (or None)."""
+  mask = None if key_valid is None else key_valid[:, None, None, :]
+  if fused:
+    impl = None if implementation == "auto" else implementation
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+  scale = q.shape[-1] ** -0.5
+  logits = jnp.einsum("bthd,bshd->bhts", q, k).astype(jnp.float32) * scale
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  return jnp.einsum("bhts,bshd->bthd", weights, v)
+
+
+class Block(nn.Module):
+  """Pre-norm transformer block with optional LayerScale and 2-D RoPE."""
+  width: int
+  num_heads: int
+  opts: BlockOptions
+
+  @nn.compact
+  def __call__(self, x, positions, valid):
+    o, dt = self.opts, self.opts.compute_dtype
+    b, t, _ = x.shape
+    head_dim = self.width // self.num_heads
+    dense = lambda n, name: nn.Dense(n, dtype=dt, param_dtype=jnp.float32, name=name)
+
+    y = nn.LayerNorm(epsilon=1e-6, dtype=dt, param_dtype=jnp.float32, name="norm1")(x)
+    q, k, v = jnp.split(dense(3 * self.width, "qkv")(y).reshape(b, t, 3 * self.num_heads, head_dim), 3, axis=2)
+    if o.rope:
+      q = posemb.apply_rope_2d(q, positions, o.rope_base)
+      k = posemb.apply_rope_2d(k, positions, o.rope_base)
+    y = attention(q, k, v, valid, fused=o.fused_attention, implementation=o.attention_impl)
+    y = dense(self.width, "proj")(y.reshape(b, t, self.width))
+    x = x + self._scale(y, "ls1")
+
+    y = nn.LayerNorm(epsilon=1e-6, dtype=dt, param_dtype=jnp.float32, name="norm2")(x)
+    y = dense(int(self.width * o.mlp_ratio), "fc1")(y)
+    y = dense(self.width, "fc2")(nn.gelu(y, approximate=False))
+    return x + self._scale(y, "ls2")
+
+  def _scale(self, y, name):
+    if self.opts.layerscale_init <= 0:
+      return y
+    gamma = self.param(name, nn.initializers.constant(self.opts.layerscale_init), (self.width,), jnp.float32)
+    return y * gamma.astype(y.dtype)
+
+
+class Transformer(nn.Module):
+  """`depth` blocks (each rematerialised with the configured policy) and a final LayerNorm."""
+  width: int
+  depth: int
+  num_heads: int
+  opts: BlockOptions
+
+  @nn.compact
+  def __call__(self, x, positions, valid):
+    block_cls = Block
+    if self.opts.remat != "none":
+      block_cls = nn.remat(Block, policy=getattr(jax.checkpoint_policies, self.opts.remat))
+    hidden = []
+    for i in range(self.depth):
+      x = block_cls(self.width, self.num_heads, self.opts, name=f"block_{i}")(x, positions, valid)
+      hidden.append(x)
+    x = nn.LayerNorm(epsilon=1e-6, dtype=self.opts.compute_dtype, param_dtype=jnp.float32, name="norm")(x)
+    return x, hidden
+
+
+class ViTEncoder(nn.Module):
+  """Patch embedding + sin-cos positions + Transformer, optionally on a subset of tokens.
+
+  __call__(images, token_idx=None, token_valid=None) -> (features (B, T, width), aux) where
+  `token_idx` (B, T) selects which patches enter the transformer (dropped ones are never seen)
+  and aux holds "blocks": every block's output, for evaluators that read intermediate layers.
+  """
+  width: int
+  depth: int
+  num_heads: int
+  patch_size: int
+  opts: BlockOptions = BlockOptions()
+
+  @nn.compact
+  def __call__(self, images, token_idx=None, token_valid=None):
+    p = self.patch_size
+    if images.shape[1] % p or images.shape[2] % p:
+      raise ValueError(f"image size {images.shape[1:3]} is not divisible by patch size {p}")
+    grid = (images.shape[1] // p, images.shape[2] // p)
+    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", dtype=self.opts.compute_dtype,
+                param_dtype=jnp.float32, name="patch_embed")(images.astype(self.opts.compute_dtype))
+    b = x.shape[0]
+    x = x.reshape(b, grid[0] * grid[1], self.width)
+    x = x + jnp.asarray(posemb.sincos_2d(grid, self.width), x.dtype)
+    positions = jnp.broadcast_to(jnp.asarray(posemb.grid_positions(grid)), (b, grid[0] * grid[1], 2))
+    if token_idx is not None:
+      x = jnp.take_along_axis(x, token_idx[..., None], axis=1)
+      positions = jnp.take_along_axis(positions, token_idx[..., None], axis=1)
+    x, hidden = Transformer(self.width, self.depth, self.num_heads, self.opts, name="transformer")(
+        x, positions, token_valid)
+    return x.astype(jnp.float32), {"blocks": hidden, "grid": grid}
+
+
+def encoder_from_config(variant: Optional[str], opts: BlockOptions, **explicit: Any) -> ViTEncoder:
+  """Builds an encoder from a variant name, with explicit width/depth/num_heads/patch_size overrides."""
+  dims = parse_variant(variant) if variant else {}
+  dims.update({k: v for k, v in explicit.items() if v is not None})
+  missing = {"width", "depth", "num_heads", "patch_size"} - set(dims)
+  if missing:
+    raise ValueError(f"model needs a variant (e.g. 'S/16') or explicit {sorted(missing)}")
+  if dims["width"] % dims["num_heads"]:
+    raise ValueError(f"width {dims['width']} is not divisible by num_heads {dims['num_heads']}")
+  return ViTEncoder(opts=opts, **dims)

@@ -1,0 +1,136 @@
+"""ViT encoder / predictor: shapes, dropped tokens, attention paths, RoPE, LayerScale, remat, dtype."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hjepa_jax.masks import MaskSpec, sample_masks
+from hjepa_jax.model import BlockOptions, ModelSpec, ViTEncoder, build_model, parse_variant
+from hjepa_jax.model.vit import attention
+from tests._core import tiny_model
+
+KEY = jax.random.PRNGKey(0)
+
+
+@pytest.mark.parametrize("variant, width, depth", [("Ti/16", 192, 12), ("S/16", 384, 12), ("B/16", 768, 12),
+                                                   ("L/16", 1024, 24), ("S/8", 384, 12)])
+def test_variant_output_shapes(variant, width, depth):
+  dims = parse_variant(variant)
+  assert (dims["width"], dims["depth"]) == (width, depth)
+  enc = ViTEncoder(**dims)
+  images = jnp.zeros((2, 224, 224, 3))
+  variables = jax.eval_shape(enc.init, KEY, images)
+  out, aux = jax.eval_shape(enc.apply, variables, images)
+  grid = 224 // dims["patch_size"]
+  assert out.shape == (2, grid * grid, width) and out.dtype == jnp.float32
+  assert len(aux["blocks"]) == depth
+
+
+def test_explicit_dims_override_variant_and_unknown_variant_fails():
+  model = build_model(ModelSpec(image_size=32, variant="S/16", patch_size=4, depth=2))
+  assert (model.encoder.width, model.encoder.depth, model.encoder.patch_size) == (384, 2, 4)
+  with pytest.raises(ValueError, match="unknown ViT variant"):
+    parse_variant("XL/16")
+
+
+def test_predictor_shapes():
+  model = tiny_model()
+  params = model.init(KEY)
+  masks = jax.jit(sample_masks, static_argnums=(1, 2))(KEY, 3, MaskSpec(grid=model.grid))
+  pred, ctx = jax.jit(model.predict)(params, jnp.zeros((3, 32, 32, 3)), masks)
+  spec = MaskSpec(grid=model.grid)
+  assert pred.shape == (3, 4, spec.target_capacity, model.encoder.width)
+  assert ctx.shape == (3, spec.context_capacity, model.encoder.width)
+
+
+def test_context_encoder_ignores_masked_out_pixels():
+  model = tiny_model()
+  params = model.init(KEY)
+  masks = jax.device_get(jax.jit(sample_masks, static_argnums=(1, 2))(KEY, 2, MaskSpec(grid=model.grid)))
+  encode = jax.jit(model.encode)
+  images = np.asarray(jax.random.normal(KEY, (2, 32, 32, 3)))
+  perturbed = images.copy()
+  for b in range(2):
+    kept = set(masks["context_idx"][b][masks["context_valid"][b]].tolist())
+    for p in set(range(64)) - kept:
+      r, c = divmod(p, 8)
+      perturbed[b, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 100.0
+  out_a, _ = encode(params["encoder"], images, masks["context_idx"], masks["context_valid"])
+  out_b, _ = encode(params["encoder"], perturbed, masks["context_idx"], masks["context_valid"])
+  valid = masks["context_valid"]
+  np.testing.assert_allclose(np.asarray(out_a)[valid], np.asarray(out_b)[valid], atol=1e-5)
+  # ...while the full-image (target) encoder does see them.
+  full_a, _ = encode(params["encoder"], images)
+  full_b, _ = encode(params["encoder"], perturbed)
+  assert np.abs(np.asarray(full_a) - np.asarray(full_b)).max() > 1e-2
+
+
+def test_fused_and_einsum_attention_agree_with_mask():
+  kq, kk, kv = jax.random.split(KEY, 3)
+  q, k, v = (jax.random.normal(x, (2, 7, 3, 8)) for x in (kq, kk, kv))
+  valid = jnp.array([[True] * 5 + [False] * 2, [True] * 7])
+  attn = jax.jit(attention, static_argnames=("fused", "implementation"))
+  fused = attn(q, k, v, valid, fused=True)
+  plain = attn(q, k, v, valid, fused=False)
+  np.testing.assert_allclose(fused, plain, atol=1e-5)
+  # Masked keys really are ignored: changing them changes nothing.
+  k2 = k.at[0, 5:].set(50.0)
+  np.testing.assert_allclose(attn(q, k2, v, valid, fused=True), fused, atol=1e-5)
+
+
+def _encode(opts, images=None):
+  model = tiny_model(block=opts)
+  params = model.init(KEY)
+  images = jax.random.normal(KEY, (2, 32, 32, 3)) if images is None else images
+  return model, params, jax.jit(model.encode)(params["encoder"], images)[0]
+
+
+def test_fused_and_einsum_encoders_agree():
+  _, _, a = _encode(BlockOptions(fused_attention=True))
+  _, _, b = _encode(BlockOptions(fused_attention=False))
+  np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("switch", [dict(rope=True), dict(layerscale_init=0.1)])
+def test_rope_and_layerscale_change_the_output(switch):
+  _, _, base = _encode(BlockOptions())
+  _, _, on = _encode(BlockOptions(**switch))
+  assert np.abs(np.asarray(base) - np.asarray(on)).max() > 1e-3
+
+
+def test_layerscale_adds_gamma_params_with_init_value():
+  model, params, _ = _encode(BlockOptions(layerscale_init=1e-5))
+  gamma = params["encoder"]["transformer"]["block_0"]["ls1"]
+  np.testing.assert_allclose(gamma, 1e-5)
+
+
+@pytest.mark.parametrize("policy", ["nothing_saveable", "dots_with_no_batch_dims_saveable"])
+def test_remat_changes_nothing_numerically(policy):
+  images = jax.random.normal(KEY, (2, 32, 32, 3))
+
+  def grads(opts):
+    model = tiny_model(block=opts)
+    params = model.init(KEY)
+    return jax.jit(jax.grad(lambda p: jnp.sum(model.encode(p, images)[0] ** 2)))(params["encoder"])
+
+  a, b = grads(BlockOptions()), grads(BlockOptions(remat=policy))
+  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  model, params, out = _encode(BlockOptions(dtype="bfloat16"))
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
+  assert out.dtype == jnp.float32 and np.isfinite(np.asarray(out)).all()
+  _, _, ref = _encode(BlockOptions())
+  assert np.abs(np.asarray(out) - np.asarray(ref)).max() > 0  # really computed in bf16
+
+
+def test_bad_block_options_fail():
+  with pytest.raises(ValueError, match="remat"):
+    BlockOptions(remat="everything")
+  with pytest.raises(ValueError, match="dtype"):
+    BlockOptions(dtype="float64")
+  with pytest.raises(ValueError, match="divisible"):
+    build_model(ModelSpec(image_size=30, variant="S/16", patch_size=4))

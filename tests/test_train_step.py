@@ -1,0 +1,83 @@
+"""train_step: one compile, learning, gradient accumulation, NaN guard, optimizer details."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hjepa_jax import optim
+from tests._core import synthetic_images, tiny_setup
+
+
+def test_compiles_once_and_loss_falls():
+  spec, _, state, step_fn = tiny_setup(total_steps=50, warmup_steps=5, lr=2e-3)
+  traces = []
+
+  def counted(*args):
+    traces.append(1)
+    return step_fn(*args)
+
+  step = jax.jit(counted, donate_argnums=0)
+  data = synthetic_images(64)
+  rng = jax.random.PRNGKey(0)
+  losses = []
+  for i in range(50):
+    batch = {"image": data[(i % 4) * 16:(i % 4 + 1) * 16]}
+    state, metrics = step(state, batch, rng)
+    losses.append(float(metrics["loss"]))
+    if i == 9:
+      assert len(traces) == 1, "train_step recompiled within 10 steps"
+  assert len(traces) == 1
+  assert int(state["step"]) == 50
+  assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
+  expected = {"loss", "grad_norm", "lr", "weight_decay", "ema_momentum", "feature_variance",
+              "feature_variance_target", "context_tokens", "nonfinite", "loss_level_0", "loss_level_1"}
+  assert expected <= set(metrics)
+  assert float(metrics["nonfinite"]) == 0.0
+
+
+def test_grad_accumulation_equals_one_large_batch():
+  # A large Adam eps makes the update proportional to the gradient, so the comparison measures
+  # the gradients themselves (Adam's first steps would amplify float noise in near-zero grads).
+  images = {"image": synthetic_images(16)}
+  rng = jax.random.PRNGKey(1)
+  outs = []
+  for k in (1, 4):
+    _, _, state, step_fn = tiny_setup(grad_accum_steps=k, warmup_steps=0, lr=1e-2, eps=1.0)
+    step = jax.jit(step_fn)
+    for _ in range(2):
+      state, metrics = step(state, images, rng)
+    outs.append((state, metrics))
+  (s1, m1), (s4, m4) = outs
+  np.testing.assert_allclose(m1["loss"], m4["loss"], rtol=1e-5)
+  np.testing.assert_allclose(m1["grad_norm"], m4["grad_norm"], rtol=1e-4)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
+                         s1["params"], s4["params"])
+
+
+def test_nonfinite_update_is_reported_and_not_applied():
+  _, _, state, step_fn = tiny_setup()
+  state["params"]["predictor"]["head"]["bias"] = state["params"]["predictor"]["head"]["bias"].at[0].set(jnp.nan)
+  before = jax.device_get(state)
+  new, metrics = jax.jit(step_fn)(state, {"image": synthetic_images(4)}, jax.random.PRNGKey(0))
+  assert float(metrics["nonfinite"]) == 1.0
+  assert int(new["step"]) == 0
+  np.testing.assert_array_equal(jax.device_get(new["params"]["encoder"]["patch_embed"]["kernel"]),
+                                before["params"]["encoder"]["patch_embed"]["kernel"])
+
+
+def test_weight_decay_mask_excludes_biases_norms_and_tokens():
+  _, _, state, _ = tiny_setup()
+  mask = optim.decay_mask(state["params"])
+  assert mask["encoder"]["patch_embed"]["kernel"] is True
+  assert mask["encoder"]["transformer"]["block_0"]["qkv"]["kernel"] is True
+  assert mask["encoder"]["transformer"]["block_0"]["qkv"]["bias"] is False
+  assert mask["encoder"]["transformer"]["norm"]["scale"] is False
+  assert mask["predictor"]["mask_token"] is False
+
+
+def test_schedules_follow_ijepa():
+  spec = optim.OptimSpec(total_steps=100, warmup_steps=10, lr=1e-3, start_lr=1e-4, final_lr=1e-6)
+  lr, wd, ema = optim.lr_schedule(spec), optim.wd_schedule(spec), optim.ema_schedule(spec)
+  np.testing.assert_allclose([lr(0), lr(5), lr(10), lr(100)], [1e-4, 5.5e-4, 1e-3, 1e-6], rtol=1e-5)
+  assert lr(50) < lr(20) < 1e-3
+  np.testing.assert_allclose([wd(0), wd(50), wd(100)], [0.04, 0.22, 0.4], rtol=1e-5)
+  np.testing.assert_allclose([ema(0), ema(50), ema(100)], [0.996, 0.998, 1.0], rtol=1e-6)
