@@ -1,0 +1,253 @@
+"""The full config schema, its validation, run-time durations, and the "every key is read" check.
+
+Every config file starts from `base_config()`, which holds every key the code reads, so a
+misspelt key set on the command line or in a config file fails with a suggestion. After set-up,
+`ConfigReader.unread()` names keys no code read, which also fails the start-up: a switch is
+never silently ignored. Durations are `*_epochs` or `*_steps` pairs resolved here once the
+dataset size and batch size are known, so `--config.data.batch_size=16` keeps every schedule right.
+"""
+import difflib
+
+import ml_collections
+from ml_collections import config_dict
+
+from hjepa_jax.data.config import default_data_config
+
+
+class ConfigError(ValueError):
+  """A config problem, with the offending key and the fix in the message."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key the trainer reads, with defaults (I-JEPA ViT-S/16 values where they exist)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # Run length and periodic actions: set *_epochs, or *_steps (which then wins).
+  c.total_epochs = 50.0
+  c.total_steps = config_dict.placeholder(int)
+  c.log_every_steps = 50
+  c.ckpt_every_epochs = 1.0
+  c.ckpt_every_steps = config_dict.placeholder(int)
+  c.keep_checkpoints = 3                       # newest k kept; the best is kept apart in best/
+  c.resume = config_dict.placeholder(str)      # start from another run's checkpoint dir or step dir
+  c.stop_on_nonfinite = True                   # False: skip bad steps (state untouched) and go on
+  c.best_metric = "eval/knn_top1_k20"          # kept in best/; "" for none, or "train/loss"
+  c.best_mode = "max"                          # max | min
+
+  # Fast evaluation during training (target encoder, average-pooled features, a subset).
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_epochs = 5.0                    # 0 disables
+  c.eval.every_steps = config_dict.placeholder(int)
+  c.eval.max_examples = 5000                   # per split (also capped by data.eval_max_examples)
+  c.eval.knn_ks = (20,)
+  c.eval.batch_size = 256
+
+  c.model = ml_collections.ConfigDict()
+  c.model.variant = "S/16"                     # Ti|S|M|B|L|H / patch; "" to give all dims below
+  c.model.width = config_dict.placeholder(int)       # explicit dims override the variant's
+  c.model.depth = config_dict.placeholder(int)
+  c.model.num_heads = config_dict.placeholder(int)
+  c.model.patch_size = config_dict.placeholder(int)
+  c.model.mlp_ratio = 4.0
+  c.model.fused_attention = True               # jax.nn.dot_product_attention ("flash attention")
+  c.model.attention_impl = "auto"              # auto | xla | cudnn
+  c.model.layerscale = False
+  c.model.layerscale_init = 1e-5
+  c.model.rope = False                         # 2-D rotary position embedding on the patch grid
+  c.model.rope_base = 100.0
+  c.model.remat = "none"                       # none | nothing_saveable | dots_with_no_batch_dims_saveable | ...
+  c.model.dtype = "float32"                    # compute dtype: float32 | bfloat16 (params stay float32)
+  c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
+  # Feature Pyramid Network over the hierarchy levels (phase 3).
+  c.model.fpn = ml_collections.ConfigDict(dict(enabled=False, feature_dim=256, fusion="add"))
+
+  c.mask = ml_collections.ConfigDict()
+  c.mask.num_targets = 4
+  c.mask.target_scale = (0.15, 0.2)
+  c.mask.target_aspect = (0.75, 1.5)
+  c.mask.context_scale = (0.85, 1.0)
+  c.mask.context_aspect = (1.0, 1.0)
+  c.mask.min_context = 10
+  c.mask.context_fraction = 1.0                # < 1: cap context tokens (saves encoder compute)
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.type = "smooth_l1"                    # smooth_l1 | mse
+  c.loss.num_hierarchies = 3
+  c.loss.hierarchy_weights = (1.0, 0.5, 0.25)
+  # C-JEPA-style contrastive (InfoNCE) term between two views (phase 3); weight 0 disables.
+  c.loss.contrastive = ml_collections.ConfigDict(dict(weight=0.0, temperature=0.1))
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 1.5e-4
+  c.optim.start_lr = 0.0
+  c.optim.final_lr = 1e-6
+  c.optim.warmup_epochs = 5.0
+  c.optim.warmup_steps = config_dict.placeholder(int)
+  c.optim.weight_decay = 0.04
+  c.optim.final_weight_decay = 0.4
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.clip_norm = 3.0                      # 0 disables clipping
+  c.optim.grad_accum_steps = 1                 # effective batch = data.batch_size * this
+
+  c.ema = ml_collections.ConfigDict(dict(start=0.996, end=1.0))
+
+  c.data = default_data_config()
+  return c
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation against the schema.
+# ---------------------------------------------------------------------------------------------
+
+
+def _leaves(cfg, prefix=""):
+  for key, value in cfg.items():
+    path = prefix + key
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _leaves(value, path + ".")
+    else:
+      yield path, value
+
+
+def _field_type(cfg, path):
+  node = cfg
+  parts = path.split(".")
+  for p in parts[:-1]:
+    node = node[p]
+  return node.get_type(parts[-1]) if isinstance(node, ml_collections.ConfigDict) else type(node[parts[-1]])
+
+
+def check_schema(config, schema=None):
+  """Unknown keys (with the closest known name) and values of the wrong type fail here."""
+  schema = schema or base_config()
+  known = dict(_leaves(schema))
+  errors = []
+  for path, value in _leaves(config):
+    if path not in known:
+      close = difflib.get_close_matches(path, known, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      errors.append(f"unknown config key {path!r}{hint}")
+      continue
+    want = _field_type(schema, path)
+    if value is None or want is type(None):
+      continue
+    ok = isinstance(value, want) or (want is float and isinstance(value, int) and not isinstance(value, bool))
+    if want in (tuple, list):
+      ok = isinstance(value, (tuple, list))
+    if not ok:
+      errors.append(f"config key {path!r} must be of type {want.__name__}, got {value!r}")
+  if errors:
+    raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def require(cond, key, message):
+  if not cond:
+    raise ConfigError(f"config key {key!r}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Read tracking.
+# ---------------------------------------------------------------------------------------------
+
+
+class ConfigReader:
+  """Read-only view of a ConfigDict that records every leaf read (attribute or item access)."""
+
+  def __init__(self, cfg, prefix="", seen=None):
+    object.__setattr__(self, "_cfg", cfg)
+    object.__setattr__(self, "_prefix", prefix)
+    object.__setattr__(self, "_seen", set() if seen is None else seen)
+
+  def _wrap(self, key, value):
+    path = self._prefix + key
+    if isinstance(value, ml_collections.ConfigDict):
+      return ConfigReader(value, path + ".", self._seen)
+    self._seen.add(path)
+    return value
+
+  def __getattr__(self, key):
+    if key.startswith("__"):
+      raise AttributeError(key)
+    try:
+      value = self._cfg[key]
+    except (KeyError, AttributeError):
+      close = difflib.get_close_matches(key, list(self._cfg.keys()), n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise ConfigError(f"config has no key {self._prefix + key!r}{hint}") from None
+    return self._wrap(key, value)
+
+  __getitem__ = __getattr__
+
+  def __setattr__(self, key, value):
+    raise AttributeError("ConfigReader is read-only")
+
+  def __contains__(self, key):
+    return key in self._cfg
+
+  def get(self, key, default=None):
+    return self[key] if key in self._cfg else default
+
+  def keys(self):
+    return self._cfg.keys()
+
+  def items(self):
+    return [(k, self[k]) for k in self._cfg.keys()]
+
+  def to_dict(self):
+    """Plain dict of this subtree; every leaf beneath counts as read."""
+    return {k: (v.to_dict() if isinstance(v, ConfigReader) else v) for k, v in self.items()}
+
+  @property
+  def raw(self):
+    return self._cfg
+
+  def unread(self):
+    return sorted(p for p, _ in _leaves(self._cfg, self._prefix) if p not in self._seen)
+
+  def assert_all_read(self):
+    missing = self.unread()
+    if missing:
+      raise ConfigError("config keys that no code reads (a switch that would be silently ignored): "
+                        + ", ".join(repr(m) for m in missing)
+                        + ". Remove them or fix their spelling.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Durations.
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_steps(cfg, name, steps_per_epoch, *, allow_zero=False):
+  """`{name}_steps` if set, else round(`{name}_epochs` * steps_per_epoch); both keys are read."""
+  steps, epochs = cfg[f"{name}_steps"], cfg[f"{name}_epochs"]
+  if steps is None:
+    require(epochs is not None, f"{name}_epochs", f"set {name}_epochs or {name}_steps")
+    require(epochs >= 0, f"{name}_epochs", f"must be >= 0, got {epochs}")
+    steps = int(round(epochs * steps_per_epoch))
+  require(steps >= 0, f"{name}_steps", f"must be >= 0, got {steps}")
+  return steps if allow_zero else max(1, steps)
+
+
+def parse_arg(arg, **defaults):
+  """big_vision-style config argument: "model=Ti/16,runlocal" -> dict with typed values.
+
+  Types come from the defaults; a bare name sets a bool to True; unknown names raise.
+  """
+  out = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    name, sep, value = item.partition("=")
+    name = name.strip()
+    if name not in defaults:
+      raise ConfigError(f"unknown config argument {name!r}; known: {sorted(defaults)}")
+    kind = type(defaults[name])
+    if not sep:
+      if kind is not bool:
+        raise ConfigError(f"config argument {name!r} needs a value ({name}=...)")
+      out[name] = True
+    elif kind is bool:
+      out[name] = value.strip().lower() in ("1", "true", "yes", "on")
+    else:
+      out[name] = kind(value.strip())
+  return out

@@ -1,0 +1,181 @@
+"""Pretraining augmentations as TensorFlow stateless random ops.
+
+All randomness of an example is a vector of uniforms that is a pure function
+of (seed, epoch, position in the epoch's order), so an augmented batch can be
+recomputed bit for bit after a restart, whatever the batch size or host
+split. Each augmentation step owns fixed entries of that vector, so switching
+one step on or off leaves the draws of the others intact.
+
+The uniforms, and for in-memory images the crop boxes, are computed for a
+whole chunk of examples at once: tf.data pays a per-op cost per call, and
+doing this work per example made it the bottleneck at 32 px.
+"""
+
+import dataclasses
+import math
+from typing import Any
+
+import tensorflow as tf
+
+from hjepa_jax.data import transforms
+from hjepa_jax.data.errors import DataError
+
+_CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes, then falls back to a centre crop
+_JITTER = 0.3  # DeiT-III colour jitter for brightness, contrast and saturation
+_BLUR_SIGMA = (0.1, 2.0)  # DeiT-III blur sigma in pixels at 224 px; scaled with image_size
+
+# Layout of an example's uniforms.
+_U_AREA = slice(0, _CROP_ATTEMPTS)
+_U_RATIO = slice(_CROP_ATTEMPTS, 2 * _CROP_ATTEMPTS)
+_U_TOP, _U_LEFT, _U_FLIP, _U_CHOICE, _U_SIGMA = range(2 * _CROP_ATTEMPTS, 2 * _CROP_ATTEMPTS + 5)
+_U_JITTER = slice(2 * _CROP_ATTEMPTS + 5, 2 * _CROP_ATTEMPTS + 8)
+NUM_UNIFORMS = 2 * _CROP_ATTEMPTS + 8
+# Uniforms come in seeded tables of _BLOCK consecutive positions of an epoch.
+_BLOCK = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """The augmentation part of `config.data`, validated."""
+
+    image_size: int
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    horizontal_flip: bool = False
+    deit3_strength: float = 0.0
+
+    def __post_init__(self):
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise DataError(f"crop_scale={self.crop_scale} must satisfy 0 < min <= max <= 1 (area fractions).")
+        lo, hi = self.crop_ratio
+        if not 0 < lo <= hi:
+            raise DataError(f"crop_ratio={self.crop_ratio} must satisfy 0 < min <= max (width / height).")
+        if self.image_size < 1:
+            raise DataError(f"image_size={self.image_size} must be a positive number of pixels.")
+        if not (math.isfinite(self.deit3_strength) and self.deit3_strength >= 0):
+            raise DataError(f"deit3_strength={self.deit3_strength} must be >= 0 (0 turns 3-Augment off).")
+
+    @classmethod
+    def from_data_config(cls, data_cfg: Any, image_size: int | None = None) -> "AugmentConfig":
+        return cls(
+            image_size=int(image_size or data_cfg.image_size),
+            crop_scale=tuple(float(v) for v in data_cfg.crop_scale),
+            crop_ratio=tuple(float(v) for v in data_cfg.crop_ratio),
+            horizontal_flip=bool(data_cfg.horizontal_flip),
+            deit3_strength=float(data_cfg.deit3_strength),
+        )
+
+
+def uniforms(seed: int, epoch: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
+    """float32 [n, NUM_UNIFORMS]: the random draws of the examples at (epoch[i], offset[i]).
+
+    Position p of epoch e reads row p % 256 of the table drawn with the
+    stateless seed fold_in([seed, e], p // 256); a chunk of nearby positions
+    touches only a couple of tables.
+    """
+    epoch = tf.cast(epoch, tf.int64)
+    offset = tf.cast(offset, tf.int64)
+    block_ids = tf.stack([epoch, offset // _BLOCK], axis=1)
+    # Unique (epoch, block) pairs; epochs and blocks stay far below 2**31.
+    packed = block_ids[:, 0] * (2**31) + block_ids[:, 1]
+    unique, row_of = tf.unique(packed)
+    seed_word = tf.constant(seed & (2**63 - 1), tf.int64)
+
+    def table(pair):
+        key = tf.random.experimental.stateless_fold_in(tf.stack([seed_word, pair // (2**31)]), pair % (2**31))
+        return tf.random.stateless_uniform([_BLOCK, NUM_UNIFORMS], key)
+
+    tables = tf.reshape(tf.map_fn(table, unique, fn_output_signature=tf.float32), [-1, _BLOCK, NUM_UNIFORMS])
+    return tf.gather_nd(tables, tf.stack([tf.cast(row_of, tf.int64), offset % _BLOCK], axis=1))
+
+
+def _lerp(u, lo: float, hi: float):
+    return lo + (hi - lo) * u
+
+
+def crop_boxes(u: tf.Tensor, height, width, cfg: AugmentConfig) -> tf.Tensor:
+    """int32 [n, 4] Inception-style boxes (top, left, h, w) for uniforms u [n, NUM_UNIFORMS].
+
+    Area fraction in cfg.crop_scale, log-uniform aspect ratio in cfg.crop_ratio;
+    like torchvision, 10 tries, then the largest centred box within the ratio.
+    height and width are scalars or [n].
+    """
+    scale, ratio = cfg.crop_scale, cfg.crop_ratio
+    h = tf.cast(height, tf.float32) * tf.ones_like(u[:, 0])
+    w = tf.cast(width, tf.float32) * tf.ones_like(u[:, 0])
+    target = (h * w)[:, None] * _lerp(u[:, _U_AREA], *scale)
+    aspect = tf.exp(_lerp(u[:, _U_RATIO], math.log(ratio[0]), math.log(ratio[1])))
+    cw = tf.round(tf.sqrt(target * aspect))
+    ch = tf.round(tf.sqrt(target / aspect))
+    valid = (cw > 0) & (cw <= w[:, None]) & (ch > 0) & (ch <= h[:, None])
+    first = tf.argmax(tf.cast(valid, tf.int32), axis=1, output_type=tf.int32)[:, None]
+    found = tf.reduce_any(valid, axis=1)
+    in_ratio = w / h
+    fw = tf.where(in_ratio > ratio[1], tf.round(h * ratio[1]), w)
+    fh = tf.where(in_ratio < ratio[0], tf.round(w / ratio[0]), h)
+    ch = tf.where(found, tf.gather(ch, first, batch_dims=1)[:, 0], fh)
+    cw = tf.where(found, tf.gather(cw, first, batch_dims=1)[:, 0], fw)
+    top = tf.where(found, tf.floor(u[:, _U_TOP] * (h - ch + 1)), tf.floor((h - ch) / 2))
+    left = tf.where(found, tf.floor(u[:, _U_LEFT] * (w - cw + 1)), tf.floor((w - cw) / 2))
+    box = tf.stack([tf.minimum(top, h - ch), tf.minimum(left, w - cw), ch, cw], axis=1)
+    return tf.cast(box, tf.int32)
+
+
+def _grayscale(image):
+    return tf.image.rgb_to_grayscale(image)  # [H, W, 1], broadcasts against RGB
+
+
+def _gaussian_blur(image, sigma, radius: int, size: int):
+    """Separable Gaussian blur with reflected borders, as weighted sums of shifted
+    copies (TensorFlow's CPU depthwise convolution is ~5x slower for this)."""
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    k = tf.exp(-(x**2) / (2.0 * sigma**2))
+    k = k / tf.reduce_sum(k)
+    padded = tf.pad(image, [[radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    rows = tf.add_n([k[t] * padded[t : t + size] for t in range(2 * radius + 1)])
+    return tf.add_n([k[t] * rows[:, t : t + size] for t in range(2 * radius + 1)])
+
+
+def _three_augment(image, u, cfg: AugmentConfig):
+    """DeiT-III 3-Augment scaled by strength s: one of grayscale / solarize / blur,
+    blended in with weight min(s, 1), then brightness, contrast and saturation
+    jitter with factors in [1 - 0.3 s, 1 + 0.3 s] (fixed order)."""
+    s = cfg.deit3_strength
+    blend = min(s, 1.0)
+    pixel_scale = cfg.image_size / 224.0
+    sigma = _lerp(u[_U_SIGMA], *_BLUR_SIGMA) * s * pixel_scale
+    radius = max(1, min(cfg.image_size - 1, math.ceil(3 * _BLUR_SIGMA[1] * s * pixel_scale)))
+    choice = tf.minimum(tf.cast(tf.floor(u[_U_CHOICE] * 3.0), tf.int32), 2)
+    changed = tf.switch_case(
+        choice,
+        [
+            lambda: _grayscale(image) + tf.zeros_like(image),
+            lambda: tf.where(image >= 128.0, 255.0 - image, image),
+            lambda: _gaussian_blur(image, tf.maximum(sigma, 1e-3), radius, cfg.image_size),
+        ],
+    )
+    image = image + blend * (changed - image)
+    f = tf.maximum(0.0, _lerp(u[_U_JITTER], 1.0 - _JITTER * s, 1.0 + _JITTER * s))
+    image = tf.clip_by_value(image * f[0], 0.0, 255.0)
+    mean = tf.reduce_mean(_grayscale(image))
+    image = tf.clip_by_value(mean + (image - mean) * f[1], 0.0, 255.0)
+    gray = _grayscale(image)
+    return tf.clip_by_value(gray + (image - gray) * f[2], 0.0, 255.0)
+
+
+def apply(image: tf.Tensor, u: tf.Tensor, box: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
+    """uint8 [H, W, 3] -> uint8 [S, S, 3]: crop `box`, resize to S, then flip / 3-Augment per u."""
+    crop = image[box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
+    out = transforms.resize(crop, cfg.image_size, cfg.image_size)
+    if cfg.horizontal_flip:
+        out = tf.cond(u[_U_FLIP] < 0.5, lambda: tf.reverse(out, axis=[1]), lambda: out)
+    if cfg.deit3_strength > 0:
+        out = _three_augment(out, u, cfg)
+    return tf.ensure_shape(transforms.to_uint8(out), [cfg.image_size, cfg.image_size, 3])
+
+
+def augment(image: tf.Tensor, u: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
+    """One example: uint8 [H, W, 3] and its uniforms [NUM_UNIFORMS] -> uint8 [S, S, 3]."""
+    shape = tf.shape(image)
+    return apply(image, u, crop_boxes(u[None], shape[0], shape[1], cfg)[0], cfg)

@@ -1,0 +1,240 @@
+"""The pretraining input pipeline: deterministic, resumable, split across hosts.
+
+Global batch b covers positions [b * B, (b + 1) * B) of the stream defined in
+`ordering`; host i of P takes the contiguous slice starting at
+b * B + i * B / P. Python generators emit, per batch, the indices (and for
+in-memory sources the raw pixels) of each source's share of that slice;
+tf.data decodes and augments them in parallel with deterministic ordering and
+`choose_from_datasets` puts the elements back in stream order. A pipeline
+created at step s therefore yields exactly what an uninterrupted one yields
+from its s-th batch on, without decoding anything before it.
+"""
+
+import atexit
+import itertools
+import logging
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from hjepa_jax.data import augment, files, ordering, specs, tf_runtime
+from hjepa_jax.data.errors import DataError
+from hjepa_jax.data.sources import ArraySource, Source, load_source
+
+_log = logging.getLogger(__name__)
+_live_iterators: "weakref.WeakSet[PretrainIterator]" = weakref.WeakSet()
+
+
+def pretrain_sources(data_cfg: Any) -> tuple[list[specs.DatasetSpec], list[Source]]:
+    """The configured mixture entries and their loaded sources."""
+    tf_runtime.ensure_cpu_only()
+    entries = specs.parse_datasets(data_cfg.datasets)
+    max_size = data_cfg.max_stored_size
+    if max_size is not None and max_size < 1:
+        raise DataError(f"max_stored_size={max_size} must be a positive number of pixels (or unset).")
+    return entries, [load_source(e.name, e.split, data_cfg, max_size=max_size) for e in entries]
+
+
+def pretrain_num_examples(data_cfg: Any) -> int:
+    """Examples in one pretraining epoch: the sum of the mixed datasets' sizes.
+
+    With weights, an epoch is still that many draws, shared between datasets in
+    proportion to their weights (see `ordering`), so an epoch-based schedule
+    keeps its length when the weights change.
+    """
+    return sum(len(s) for s in pretrain_sources(data_cfg)[1])
+
+
+def _parallelism(data_cfg: Any) -> int:
+    n = int(data_cfg.num_parallel_calls)
+    if n == -1:
+        return tf.data.AUTOTUNE
+    if n < 1:
+        raise DataError(f"num_parallel_calls={n} must be positive or -1 (AUTOTUNE).")
+    return n
+
+
+class PretrainIterator(Iterator[dict[str, np.ndarray]]):
+    """Infinite iterator of {"image": uint8 [local_batch, S, S, 3]} batches.
+
+    `skipped_files` lists unreadable image files passed over so far (they were
+    replaced by the next readable file of the same source).
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, sources: list[Source]):
+        self._it = dataset.as_numpy_iterator()
+        self._sources = sources
+        self.skipped_files: list[str] = []
+        _live_iterators.add(self)
+
+    def close(self) -> None:
+        """Releases the tf.data iterator and its generator threads."""
+        self._it = None
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._it is None:
+            raise StopIteration
+        batch = next(self._it)
+        source, example, skipped = batch.pop("source"), batch.pop("example"), batch.pop("skipped")
+        if skipped.any():
+            self._record_skips(source, example, skipped)
+        return batch
+
+    def _record_skips(self, source, example, skipped) -> None:
+        for k in np.unique(source[skipped != 0]):
+            src = self._sources[k]
+            rows = (source == k) & (skipped != 0)
+            counts = np.where(skipped[rows] < 0, files.MAX_CONSECUTIVE_BAD, skipped[rows])
+            bad = files.skipped_paths(src.paths, example[rows], counts)
+            files.record_skipped(bad)
+            self.skipped_files.extend(p for p in dict.fromkeys(bad) if p not in self.skipped_files)
+            if (skipped[rows] < 0).any():
+                raise DataError(
+                    f"{files.MAX_CONSECUTIVE_BAD} consecutive unreadable images in {src.description} "
+                    f"(e.g. {bad[0]}): the dataset folder looks damaged. Check the files or re-extract them."
+                )
+
+
+@atexit.register
+def _close_live_iterators() -> None:
+    # tf.data generator iterators finalised after Python shuts down print errors.
+    for it in list(_live_iterators):
+        it.close()
+
+
+def _source_dataset(
+    k: int,
+    source: Source,
+    order: ordering.MixtureOrder,
+    first_positions: Callable[[], Iterator[int]],
+    local_batch: int,
+    seed: int,
+    aug_cfg: augment.AugmentConfig,
+    parallel: int,
+) -> tf.data.Dataset:
+    """Augmented elements of source k, in the order they occur in this host's stream."""
+    in_memory = isinstance(source, ArraySource)
+
+    def chunks():
+        # Per batch: source k's share of this host's slice (raw pixels too when in memory).
+        for start in first_positions():
+            sl = order.slice(start, local_batch)
+            mine = sl["source"] == k
+            out = {"example": sl["example"][mine], "epoch": sl["epoch"][mine], "offset": sl["offset"][mine]}
+            if in_memory:
+                out["image"] = source.images[out["example"]]
+            yield out
+
+    signature = {n: tf.TensorSpec([None], tf.int64) for n in ("example", "epoch", "offset")}
+    if in_memory:
+        signature["image"] = tf.TensorSpec((None,) + source.images.shape[1:], tf.uint8)
+
+    def draw(chunk):
+        # Vectorised over the chunk; file images' boxes wait for their decoded size.
+        chunk["u"] = augment.uniforms(seed, chunk["epoch"], chunk["offset"])
+        if in_memory:
+            _, h, w, _ = source.images.shape
+            chunk["box"] = augment.crop_boxes(chunk["u"], h, w, aug_cfg)
+            chunk["skipped"] = tf.zeros_like(chunk["example"], tf.int32)
+        return chunk
+
+    ds = tf.data.Dataset.from_generator(chunks, output_signature=signature)
+    ds = ds.map(draw, num_parallel_calls=parallel, deterministic=True).unbatch()
+    if not in_memory:
+        paths = tf.constant(source.paths)
+
+        def load(e):
+            loaded = files.decode_with_fallback(paths, e["example"])
+            return loaded.map(lambda image, skipped: dict(e, image=image, skipped=skipped))
+
+        ds = ds.interleave(load, num_parallel_calls=parallel, deterministic=True)
+
+    def finish(e):
+        if in_memory:
+            image = augment.apply(e["image"], e["u"], e["box"], aug_cfg)
+        else:
+            image = augment.augment(e["image"], e["u"], aug_cfg)
+        return {"image": image, "source": tf.constant(k, tf.int32), "example": e["example"], "skipped": e["skipped"]}
+
+    return ds.map(finish, num_parallel_calls=parallel, deterministic=True)
+
+
+def make_pretrain_iterator(
+    data_cfg: Any,
+    *,
+    seed: int,
+    start_step: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    batch_size: int | None = None,
+) -> PretrainIterator:
+    """Infinite iterator of augmented uint8 pretraining batches for this host.
+
+    `batch_size` (default data_cfg.batch_size) is the GLOBAL batch; each of the
+    `process_count` hosts gets its contiguous 1/process_count of every global
+    batch. Created with start_step=s, it yields exactly what a fresh iterator
+    yields after s batches.
+    """
+    global_batch = int(batch_size if batch_size is not None else data_cfg.batch_size)
+    if global_batch < 1:
+        raise DataError(f"batch_size={global_batch} must be positive.")
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise DataError(f"process_index={process_index} must be in [0, process_count={process_count}).")
+    if global_batch % process_count:
+        raise DataError(
+            f"Global batch size {global_batch} is not divisible by process_count={process_count}; "
+            "choose a batch size that is a multiple of the number of hosts."
+        )
+    if start_step < 0:
+        raise DataError(f"start_step={start_step} must be >= 0.")
+    seed = int(seed)
+    aug_cfg = augment.AugmentConfig.from_data_config(data_cfg)
+    parallel = _parallelism(data_cfg)
+    prefetch = int(data_cfg.prefetch)
+    entries, sources = pretrain_sources(data_cfg)
+    order = ordering.MixtureOrder([len(s) for s in sources], [e.weight for e in entries], seed)
+    starved = [e.name for e, c in zip(entries, order.counts) if c == 0]
+    if starved:
+        raise DataError(
+            f"Dataset(s) {starved} get no example per epoch at their weight (epoch = {order.epoch_length} "
+            "examples). Raise their weight or remove them from config.data.datasets."
+        )
+    local_batch = global_batch // process_count
+
+    def first_positions():
+        return (b * global_batch + process_index * local_batch for b in itertools.count(start_step))
+
+    per_source = [
+        _source_dataset(k, s, order, first_positions, local_batch, seed, aug_cfg, parallel)
+        for k, s in enumerate(sources)
+    ]
+    if len(per_source) == 1:
+        ds = per_source[0]
+    else:
+
+        def choices():
+            for start in first_positions():
+                yield order.slice(start, local_batch)["source"].astype(np.int64)
+
+        choice_ds = tf.data.Dataset.from_generator(choices, output_signature=tf.TensorSpec([None], tf.int64))
+        ds = tf.data.Dataset.choose_from_datasets(per_source, choice_ds.unbatch())
+    ds = ds.batch(local_batch, drop_remainder=True)
+    if prefetch:
+        ds = ds.prefetch(tf.data.AUTOTUNE if prefetch == -1 else prefetch)
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = ds.with_options(options)
+    _log.info(
+        "Pretraining data: %s; %d examples/epoch; global batch %d, host %d/%d gets %d; start step %d",
+        ", ".join(f"{e.name}[{e.split}] x{e.weight:.3f} ({len(s)})" for e, s in zip(entries, sources)),
+        order.epoch_length,
+        global_batch,
+        process_index,
+        process_count,
+        local_batch,
+        start_step,
+    )
+    return PretrainIterator(ds, sources)

@@ -1,0 +1,147 @@
+"""Config files: every key read, validation naming the key, overrides that change what they say."""
+import glob
+import importlib.util
+import os
+
+import jax
+import pytest
+
+from hjepa_jax import config as config_lib
+from hjepa_jax import train
+from hjepa_jax.config import ConfigError
+from hjepa_jax.data import DataError
+from hjepa_jax.platform import Platform
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
+CPU = Platform(backend="cpu", device_kind="cpu", num_devices=1, process_count=1)
+
+
+def load(path, arg=None):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def offline(cfg):
+  """Point a config at the bundled digits set (values change, the set of keys does not)."""
+  cfg.data.datasets = ("digits",)
+  cfg.data.eval_dataset = "digits"
+  cfg.data.eval_split_test = "test"
+  cfg.model.fpn.enabled = False          # refused until the phase-3 features land
+  cfg.loss.contrastive.weight = 0.0
+  return cfg
+
+
+def test_all_config_files_are_found():
+  assert {os.path.basename(p) for p in CONFIGS} >= {"smoke.py", "conservative.py", "aggressive.py",
+                                                    "overnight_safe.py"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_every_key_of_every_config_is_read(path):
+  cfg = offline(load(path))
+  _, reader = train.prepare(cfg, CPU)
+  assert reader.unread() == []
+  assert {p for p, _ in config_lib._leaves(cfg)} == {p for p, _ in config_lib._leaves(config_lib.base_config())}
+
+
+def test_an_unread_key_fails_at_start_up(monkeypatch):
+  """The seed's worst bug: a switch in the config that no code looks at."""
+  def schema_with_dead_switch():
+    c = base()
+    c.model.use_flash_attention = True
+    return c
+  base = config_lib.base_config
+  monkeypatch.setattr(config_lib, "base_config", schema_with_dead_switch)
+  cfg = offline(load(os.path.join(ROOT, "configs", "smoke.py")))
+  with cfg.unlocked():
+    cfg.model.use_flash_attention = True
+  with pytest.raises(ConfigError, match="model.use_flash_attention"):
+    train.prepare(cfg, CPU)
+
+
+def test_a_misspelt_key_fails_with_a_suggestion():
+  cfg = offline(load(CONFIGS[0]))
+  with cfg.unlocked():
+    cfg.model.layerscal = True
+  with pytest.raises(ConfigError, match=r"unknown config key 'model.layerscal' \(did you mean 'model.layerscale'"):
+    train.prepare(cfg, CPU)
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("optim.lr", -1.0, "optim.lr"),
+    ("mask.target_scale", (0.2, 1.5), "target_scale"),
+    ("loss.hierarchy_weights", (1.0, 0.5, 0.25), "loss.hierarchy_weights"),
+    ("data.crop_scale", (0.0, 1.0), "data.crop_scale"),
+    ("model.dtype", "float64", "dtype"),
+    ("optim.grad_accum_steps", 0, "grad_accum_steps"),
+    ("model.layerscale_init", "big", "model.layerscale_init"),
+])
+def test_bad_values_fail_naming_the_key(key, value, fragment):
+  cfg = offline(load(os.path.join(ROOT, "configs", "smoke.py")))
+  node = cfg
+  *parents, leaf = key.split(".")
+  for p in parents:
+    node = node[p]
+  with cfg.ignore_type():
+    node[leaf] = value
+  with pytest.raises((ConfigError, ValueError, DataError), match=fragment):
+    train.prepare(cfg, CPU)
+
+
+def test_batch_not_divisible_by_devices_fails():
+  cfg = offline(load(os.path.join(ROOT, "configs", "smoke.py")))
+  cfg.data.batch_size = 30
+  four = Platform(backend="cpu", device_kind="cpu", num_devices=4, process_count=1)
+  with pytest.raises(ConfigError, match="data.batch_size.*4 devices"):
+    train.prepare(cfg, four)
+
+
+def test_batch_size_override_rescales_every_schedule():
+  cfg = offline(load(os.path.join(ROOT, "configs", "conservative.py")))
+  a, _ = train.prepare(cfg, CPU)
+  cfg.data.batch_size = 16
+  b, _ = train.prepare(cfg, CPU)
+  assert b.steps_per_epoch == 2 * a.steps_per_epoch or abs(b.steps_per_epoch - 2 * a.steps_per_epoch) <= 1
+  assert b.total_steps == pytest.approx(2 * a.total_steps, abs=60)
+  assert b.step_spec.optim.warmup_steps == pytest.approx(2 * a.step_spec.optim.warmup_steps, abs=6)
+  assert b.ckpt_every == pytest.approx(2 * a.ckpt_every, abs=1)
+  assert b.eval.every == pytest.approx(2 * a.eval.every, abs=5)
+  cfg.total_steps = 123                 # *_steps wins over *_epochs
+  assert train.prepare(cfg, CPU)[0].total_steps == 123
+
+
+def test_grad_accumulation_counts_in_the_epoch():
+  cfg = offline(load(os.path.join(ROOT, "configs", "aggressive.py")))
+  exp, _ = train.prepare(cfg, CPU)
+  assert exp.global_batch == 64 and exp.micro_batch == 16 and exp.step_spec.grad_accum_steps == 4
+  assert exp.steps_per_epoch == 1433 // 64
+
+
+def test_model_override_changes_param_count():
+  def count(arg):
+    cfg = offline(load(os.path.join(ROOT, "configs", "conservative.py"), arg))
+    exp, _ = train.prepare(cfg, CPU)
+    shapes = jax.eval_shape(exp.step_spec.model.init, jax.random.PRNGKey(0))
+    return sum(x.size for x in jax.tree_util.tree_leaves(shapes["encoder"]))
+  small, base = count("model=Ti/16"), count(None)
+  assert 5e6 < small < 6e6 and 21e6 < base < 23e6   # ViT-Ti/16 ~5.5M, ViT-S/16 ~21.7M
+
+
+def test_aggressive_refuses_missing_phase3_features_by_name():
+  cfg = load(os.path.join(ROOT, "configs", "aggressive.py"))
+  cfg.data.datasets = ("digits",)
+  cfg.data.eval_dataset, cfg.data.eval_split_test = "digits", "test"
+  with pytest.raises(ConfigError, match="model.fpn.enabled"):
+    train.prepare(cfg, CPU)
+  cfg.model.fpn.enabled = False
+  with pytest.raises(ConfigError, match="loss.contrastive.weight"):
+    train.prepare(cfg, CPU)
+
+
+def test_config_argument_parsing():
+  assert config_lib.parse_arg("model=Ti/16,local", model="S/16", local=False) == {"model": "Ti/16", "local": True}
+  with pytest.raises(ConfigError, match="unknown config argument 'modle'"):
+    config_lib.parse_arg("modle=Ti/16", model="S/16")

@@ -1,0 +1,108 @@
+"""The training application end to end: launcher, checkpoints, logs, resume after SIGINT, devices."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAIN = os.path.join(ROOT, "launch", "main.py")
+SMOKE = os.path.join(ROOT, "configs", "smoke.py")
+FAST = ["--config.eval.every_epochs=0", "--config.best_metric=", "--config.log_every_steps=5"]
+
+
+def _env(devices=None):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+  if devices:
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  return env
+
+
+def _launch(workdir, *overrides, devices=None, config=SMOKE):
+  return subprocess.Popen([sys.executable, MAIN, f"--config={config}", f"--workdir={workdir}", *overrides],
+                          env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _run(workdir, *overrides, devices=None, timeout=600):
+  proc = _launch(workdir, *overrides, devices=devices)
+  out, _ = proc.communicate(timeout=timeout)
+  return proc.returncode, out
+
+
+def _restore(workdir, step=None):
+  mngr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  step = mngr.latest_step() if step is None else step
+  return step, mngr.restore(step, args=ocp.args.StandardRestore())
+
+
+def _losses(workdir):
+  lines = open(os.path.join(workdir, "logs", "training.log")).read().splitlines()
+  return [float(l.split("| loss ")[1].split()[0]) for l in lines if "| loss " in l]
+
+
+def test_smoke_end_to_end(tmp_path):
+  workdir = str(tmp_path / "run")
+  code, out = _run(workdir, "--config.total_steps=60", "--config.log_every_steps=10", "--config.eval.every_steps=60",
+                   "--config.ckpt_every_steps=30")
+  assert code == 0, out[-3000:]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["30", "60"]
+  assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
+  assert os.path.isfile(os.path.join(workdir, "config.json"))
+  losses = _losses(workdir)
+  assert len(losses) == 6 and losses[-1] < 0.8 * losses[0], losses
+  log = open(os.path.join(workdir, "logs", "training.log")).read()
+  assert "eval at step 60" in log and "knn_top1_k20" in log
+  assert os.listdir(os.path.join(workdir, "best"))  # the best checkpoint by eval/knn_top1_k20
+
+
+def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
+  total = ["--config.total_steps=40", "--config.ckpt_every_steps=1000", *FAST]
+  ref = str(tmp_path / "ref")
+  code, out = _run(ref, *total)
+  assert code == 0, out[-3000:]
+
+  run = str(tmp_path / "run")
+  proc = _launch(run, *total)
+  log = os.path.join(run, "logs", "training.log")
+  deadline = time.time() + 300
+  while time.time() < deadline and not (os.path.exists(log) and "step 10/40" in open(log).read()):
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGINT)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out[-3000:]
+  stopped_at, _ = _restore(run)
+  assert 10 <= stopped_at < 40, out[-2000:]
+  assert "SIGINT received" in open(log).read()
+
+  code, out = _run(run, *total)
+  assert code == 0, out[-3000:]
+  assert f"at step {stopped_at}" in open(log).read()   # "resumed from ... at step N"
+  step_a, a = _restore(ref)
+  step_b, b = _restore(run)
+  assert step_a == step_b == 40
+  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=1e-6), a, b)
+
+
+def test_four_devices_match_one(tmp_path):
+  args = ["--config.total_steps=2", "--config.data.batch_size=16", *FAST]
+  states = []
+  for devices in (1, 4):
+    workdir = str(tmp_path / f"d{devices}")
+    code, out = _run(workdir, *args, devices=devices)
+    assert code == 0, out[-3000:]
+    assert f"x {devices} devices" in open(os.path.join(workdir, "logs", "training.log")).read()
+    states.append(_restore(workdir)[1])
+  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), *states)
+
+
+def test_bad_config_fails_at_start_naming_the_key(tmp_path):
+  code, out = _run(str(tmp_path / "bad"), "--config.optim.lr=-1.0")
+  assert code != 0 and "optim.lr" in out
+  code, out = _run(str(tmp_path / "bad2"), "--config.model.layerscal=True")
+  assert code != 0 and "layerscal" in out
