@@ -36,9 +36,15 @@ def _run(workdir, *overrides, devices=None, timeout=600):
 
 
 def _restore(workdir, step=None):
+  """Restores onto this process's first device, whatever topology saved it."""
   mngr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
   step = mngr.latest_step() if step is None else step
-  return step, mngr.restore(step, args=ocp.args.StandardRestore())
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  meta = ocp.StandardCheckpointer().metadata(os.path.join(workdir, "checkpoints", str(step), "default"))
+  meta = getattr(meta, "item_metadata", meta)          # newer orbax wraps the tree
+  meta = getattr(meta, "tree", meta)
+  target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
+  return step, mngr.restore(step, args=ocp.args.StandardRestore(target))
 
 
 def _losses(workdir):
