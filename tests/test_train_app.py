@@ -96,7 +96,10 @@ def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_four_devices_match_one(tmp_path):
-  args = ["--config.total_steps=2", "--config.data.batch_size=16", *FAST]
+  # Adam's first steps amplify float noise in near-zero gradients (the reduction order differs across
+  # devices); a large eps makes updates proportional to the gradient so the comparison is meaningful.
+  args = ["--config.total_steps=2", "--config.data.batch_size=16", "--config.optim.eps=1.0",
+          "--config.optim.lr=0.1", "--config.optim.warmup_steps=0", *FAST]
   states = []
   for devices in (1, 4):
     workdir = str(tmp_path / f"d{devices}")
@@ -104,7 +107,7 @@ def test_four_devices_match_one(tmp_path):
     assert code == 0, out[-3000:]
     assert f"x {devices} devices" in open(os.path.join(workdir, "logs", "training.log")).read()
     states.append(_restore(workdir)[1])
-  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), *states)
+  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6), *states)
 
 
 def test_bad_config_fails_at_start_naming_the_key(tmp_path):
