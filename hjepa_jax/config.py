@@ -251,3 +251,13 @@ def parse_arg(arg, **defaults):
     else:
       out[name] = kind(value.strip())
   return out
+
+
+def load_config(path, arg=None):
+  """`get_config(arg)` of a config file, e.g. to derive one config from another."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)

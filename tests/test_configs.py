@@ -1,6 +1,5 @@
 """Config files: every key read, validation naming the key, overrides that change what they say."""
 import glob
-import importlib.util
 import os
 
 import jax
@@ -17,11 +16,7 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 CPU = Platform(backend="cpu", device_kind="cpu", num_devices=1, process_count=1)
 
 
-def load(path, arg=None):
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+load = config_lib.load_config
 
 
 def offline(cfg):
@@ -139,6 +134,12 @@ def test_aggressive_refuses_missing_phase3_features_by_name():
   cfg.model.fpn.enabled = False
   with pytest.raises(ConfigError, match="loss.contrastive.weight"):
     train.prepare(cfg, CPU)
+
+
+def test_overnight_safe_is_conservative_with_remat_and_45_epochs():
+  safe = load(os.path.join(ROOT, "configs", "overnight_safe.py"), "local")
+  assert safe.total_epochs == 45.0 and safe.model.remat == "nothing_saveable"
+  assert tuple(safe.loss.hierarchy_weights) == (1.0, 0.7, 0.5) and safe.data.datasets == ("cifar10_local",)
 
 
 def test_config_argument_parsing():
