@@ -26,6 +26,9 @@ class Platform:
   num_devices: int
   process_count: int
 
+  def __post_init__(self):
+    object.__setattr__(self, "backend", self.backend.lower())
+
   @property
   def is_apple(self):
     return self.backend in APPLE_BACKENDS
@@ -48,7 +51,7 @@ class Platform:
 
 def detect() -> Platform:
   devices = jax.devices()
-  return Platform(backend=jax.default_backend().lower(), device_kind=devices[0].device_kind,
+  return Platform(backend=jax.default_backend(), device_kind=devices[0].device_kind,
                   num_devices=len(devices), process_count=jax.process_count())
 
 
