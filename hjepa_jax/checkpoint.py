@@ -84,6 +84,35 @@ class Checkpointer:
     logging.info("checkpoints flushed")
 
 
+def restore_for_eval(workdir, step=None, best=False):
+  """(step, state) of a run's checkpoint on this process's first device, whatever topology saved it.
+
+  The restore target is built from the checkpoint's own metadata, so evaluating needs neither the
+  run's optimizer nor its mesh. `best=True` reads WORKDIR/best/ instead of WORKDIR/checkpoints/.
+  """
+  kind = "best" if best else "checkpoints"
+  root = os.path.join(os.path.abspath(workdir), kind)
+  steps = sorted(int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else []
+  if not steps:
+    hint = ("best/ is written only when the run has a best_metric and evaluates during training; "
+            "drop --best to use the newest checkpoint" if best else
+            "is it a run directory of launch/main.py, and has the run saved a checkpoint yet?")
+    raise FileNotFoundError(f"no checkpoint in {root}: {hint}")
+  step = steps[-1] if step is None else int(step)
+  if step not in steps:
+    raise FileNotFoundError(f"no checkpoint for step {step} in {root}; available steps: {steps}")
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  meta = ocp.StandardCheckpointer().metadata(os.path.join(root, str(step), "default"))
+  meta = getattr(meta, "item_metadata", meta)  # newer orbax wraps the tree
+  meta = getattr(meta, "tree", meta)
+  target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
+  manager = ocp.CheckpointManager(root)
+  try:
+    return step, manager.restore(step, args=ocp.args.StandardRestore(target))
+  finally:
+    manager.close()
+
+
 def abstract_like(tree, sharding=None):
   """ShapeDtypeStructs (with sharding) describing `tree`, for StandardRestore."""
   return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

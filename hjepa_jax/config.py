@@ -26,6 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.total_epochs = 50.0
   c.total_steps = config_dict.placeholder(int)
   c.log_every_steps = 50
+  c.log_mask_images = True                     # TensorBoard images of context/target masks at each eval
   c.ckpt_every_epochs = 1.0
   c.ckpt_every_steps = config_dict.placeholder(int)
   c.keep_checkpoints = 3                       # newest k kept; the best is kept apart in best/

@@ -22,6 +22,8 @@ from hjepa_jax import config as config_lib
 from hjepa_jax import data as data_lib
 from hjepa_jax import platform as platform_lib
 from hjepa_jax.config import ConfigError, require
+from hjepa_jax import masks as masks_lib
+from hjepa_jax.evaluation.visuals import mask_overlay
 from hjepa_jax.masks import MaskSpec
 from hjepa_jax.model import BlockOptions, ModelSpec, build_model
 from hjepa_jax.optim import OptimSpec, make_optimizer
@@ -46,6 +48,7 @@ class Experiment:
   steps_per_epoch: int
   total_steps: int
   log_every: int
+  log_mask_images: bool
   ckpt_every: int
   keep_checkpoints: int
   resume: str
@@ -140,6 +143,7 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
   return Experiment(
       step_spec=spec, seed=cfg.seed, micro_batch=micro, global_batch=global_batch,
       steps_per_epoch=steps_per_epoch, total_steps=total, log_every=cfg.log_every_steps,
+      log_mask_images=cfg.log_mask_images,
       ckpt_every=config_lib.resolve_steps(cfg, "ckpt_every", steps_per_epoch), keep_checkpoints=cfg.keep_checkpoints,
       resume=cfg.resume, stop_on_nonfinite=cfg.stop_on_nonfinite, eval=schedule)
 
@@ -280,6 +284,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     from hjepa_jax.evaluation.online import OnlineEvaluator  # pylint: disable=g-import-not-at-top
     evaluator = OnlineEvaluator(model, reader.data, exp.eval)
 
+  # The masks train_step draws at a given step, recomputed for a few images (for TensorBoard).
+  mask_fn = jax.jit(lambda r, s: masks_lib.sample_masks(jax.random.fold_in(r, s), 4, spec.masks))
+
+  def log_masks(at_step, host_batch):
+    images = host_batch["image"][:4]
+    masks = jax.device_get(mask_fn(step_rng, at_step))
+    writer.write_images(at_step, {"train/masks": mask_overlay(images, masks, model.grid)})
+
   last = {}
   pending = []
   t_last, step_last = time.time(), start
@@ -287,7 +299,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   try:
     with metric_writers.ensure_flushes(writer), StopRequest() as stop:
       while step < exp.total_steps:
-        batch = _to_global(next(data_iter), data_sharding, platform.process_count)
+        host_batch = next(data_iter)
+        if exp.log_mask_images and (step == start or (exp.eval.every and (step + 1) % exp.eval.every == 0)):
+          log_masks(step, host_batch)
+        batch = _to_global(host_batch, data_sharding, platform.process_count)
         state, metrics = train_step(state, batch, step_rng)
         step += 1
         pending.append(metrics)

@@ -8,8 +8,9 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
+
+from hjepa_jax import checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "launch", "main.py")
@@ -36,15 +37,7 @@ def _run(workdir, *overrides, devices=None, timeout=600):
 
 
 def _restore(workdir, step=None):
-  """Restores onto this process's first device, whatever topology saved it."""
-  mngr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-  step = mngr.latest_step() if step is None else step
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  meta = ocp.StandardCheckpointer().metadata(os.path.join(workdir, "checkpoints", str(step), "default"))
-  meta = getattr(meta, "item_metadata", meta)          # newer orbax wraps the tree
-  meta = getattr(meta, "tree", meta)
-  target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
-  return step, mngr.restore(step, args=ocp.args.StandardRestore(target))
+  return checkpoint.restore_for_eval(workdir, step)
 
 
 def _losses(workdir):
@@ -65,6 +58,13 @@ def test_smoke_end_to_end(tmp_path):
   log = open(os.path.join(workdir, "logs", "training.log")).read()
   assert "eval at step 60" in log and "knn_top1_k20" in log
   assert os.listdir(os.path.join(workdir, "best"))  # the best checkpoint by eval/knn_top1_k20
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
+  events.Reload()
+  tags = set(events.Tags()["tensors"])
+  assert {"train/loss", "train/loss_level_0", "train/loss_level_1", "train/feature_variance", "train/grad_norm",
+          "train/lr", "train/ema_momentum", "train/images_per_sec", "train/epoch_time_min",
+          "eval/knn_top1_k20", "eval/effective_rank", "train/masks"} <= tags, tags
 
 
 def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
