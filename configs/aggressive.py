@@ -8,9 +8,10 @@ clip 1.0, remat, fused attention + LayerScale, light DeiT-III augmentation, hier
 1.0/0.8/0.6, Feature Pyramid Network and a contrastive term. Expected (seed guide, M1 Max):
 10-12 min/epoch, 7-8.5 h; linear probe 65-78%, k-NN (k=20) 60-73%.
 
-The FPN and contrastive switches are refused at start-up by this version (they arrive with the
-phase 2-3 features); until then run the rest of the recipe with
-    --config.model.fpn.enabled=False --config.loss.contrastive.weight=0
+The FPN adds top-down per-level corrections to the predictions; the contrastive term is InfoNCE
+between two augmented views of each image (the pipeline then delivers both). Multi-crop stays off
+as in the seed guide (deferred there); turn it on with --config.data.multicrop.num_local=4.
+Drop a phase-3 feature with --config.model.fpn.enabled=False or --config.loss.contrastive.weight=0.
 """
 from hjepa_jax.config import base_config, parse_arg
 

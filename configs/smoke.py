@@ -33,6 +33,9 @@ def get_config(arg=None):
   c.data.image_size = 32
   c.data.batch_size = 64
   c.data.crop_scale = (0.5, 1.0)
+  c.data.multicrop.local_size = 16             # used when --config.data.multicrop.num_local > 0
+  c.model.fpn.feature_dim = 32                 # used when --config.model.fpn.enabled=True
+  c.model.projector.hidden_dim, c.model.projector.dim = 128, 64  # used by the view-level losses
   c.data.eval_dataset = arg["dataset"]
   c.eval.every_epochs = 2.5
   c.eval.max_examples = 1000

@@ -59,8 +59,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.remat = "none"                       # none | nothing_saveable | dots_with_no_batch_dims_saveable | ...
   c.model.dtype = "float32"                    # compute dtype: float32 | bfloat16 (params stay float32)
   c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
-  # Feature Pyramid Network over the hierarchy levels (phase 3).
+  # Feature Pyramid Network over the hierarchy levels (phase 3): lateral projections of each level's
+  # predictions to feature_dim, top-down from the coarsest level, fused by add | concat.
   c.model.fpn = ml_collections.ConfigDict(dict(enabled=False, feature_dim=256, fusion="add"))
+  # Projection head of the view-level losses (loss.contrastive, loss.vicreg): Dense-LN-GELU-Dense.
+  c.model.projector = ml_collections.ConfigDict(dict(hidden_dim=1024, dim=256))
 
   c.mask = ml_collections.ConfigDict()
   c.mask.num_targets = 4
@@ -77,6 +80,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.hierarchy_weights = (1.0, 0.5, 0.25)
   # C-JEPA-style contrastive (InfoNCE) term between two views (phase 3); weight 0 disables.
   c.loss.contrastive = ml_collections.ConfigDict(dict(weight=0.0, temperature=0.1))
+  # VICReg regulariser on the projected views of the SAME images (C-JEPA); weight 0 disables.
+  # Coefficients as in VICReg; on_predictions adds variance/covariance of block-mean predictions.
+  c.loss.vicreg = ml_collections.ConfigDict(dict(weight=0.0, invariance=25.0, variance=25.0, covariance=1.0,
+                                                 on_predictions=False))
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1.5e-4

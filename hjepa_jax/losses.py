@@ -28,21 +28,26 @@ def layer_norm(x, eps=1e-6):
   return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
-def hierarchical_loss(pred, target, idx, valid, grid, weights, kind="smooth_l1"):
+def hierarchical_loss(pred, target, idx, valid, grid, weights, kind="smooth_l1", refine=None):
   """Weighted sum over levels of per-example masked means; returns (loss (B,), per-level (L, B)).
 
   pred/target: (B, M, K, D) at grid indices idx (B, M, K) with validity valid (B, M, K). Each
   level's loss is averaged over the valid cells of ALL target blocks of an example, then the batch
-  mean is taken by the caller, so micro-batching does not change the result.
+  mean is taken by the caller, so micro-batching does not change the result. `refine` maps the
+  list of per-level predictions to refined ones (the FPN); targets are never passed through it.
   """
   target = jax.lax.stop_gradient(target)
+  preds, targets, cells = [pred], [target], [valid]  # level 0: every valid target token is its own cell
+  for level in range(1, len(weights)):
+    p, cell_valid = hierarchy.pool_to_level(pred, idx, valid, grid, level)
+    t, _ = hierarchy.pool_to_level(target, idx, valid, grid, level)
+    preds.append(p)
+    targets.append(t)
+    cells.append(cell_valid)
+  if refine is not None:
+    preds = refine(preds)
   per_level = []
-  for level in range(len(weights)):
-    if level == 0:  # 1x1 cells: every valid target token is its own cell
-      p, t, cell_valid = pred, target, valid
-    else:
-      p, cell_valid = hierarchy.pool_to_level(pred, idx, valid, grid, level)
-      t, _ = hierarchy.pool_to_level(target, idx, valid, grid, level)
+  for p, t, cell_valid in zip(preds, targets, cells):
     err = elementwise(kind, p, t).mean(-1)                       # (B, M, C)
     w = cell_valid.astype(err.dtype)
     per_level.append((err * w).sum((1, 2)) / jnp.maximum(w.sum((1, 2)), 1.0))

@@ -65,3 +65,18 @@ def hide_gpus_from_tensorflow():
     tf.config.set_visible_devices([], "GPU")
   except RuntimeError as e:  # already initialised: nothing more we can do, but say so
     logging.warning("could not hide GPUs from TensorFlow: %s", e)
+
+
+def peak_memory_mb():
+  """Peak memory so far in MiB: the accelerator's peak_bytes_in_use where the backend reports it
+  (CUDA, some Metal plugins), else this process's peak resident set (CPU runs). Never raises."""
+  try:
+    stats = jax.local_devices()[0].memory_stats() or {}
+  except Exception:  # pylint: disable=broad-except  (plugins raise assorted errors here)
+    stats = {}
+  if stats.get("peak_bytes_in_use"):
+    return stats["peak_bytes_in_use"] / 2 ** 20
+  import resource  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return rss / 2 ** 20 if sys.platform == "darwin" else rss / 2 ** 10  # bytes on macOS, KiB on Linux

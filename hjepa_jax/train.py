@@ -27,7 +27,7 @@ from hjepa_jax.evaluation.visuals import mask_overlay
 from hjepa_jax.masks import MaskSpec
 from hjepa_jax.model import BlockOptions, ModelSpec, build_model
 from hjepa_jax.optim import OptimSpec, make_optimizer
-from hjepa_jax.train_step import StepSpec, init_state, make_train_step
+from hjepa_jax.train_step import StepSpec, ViewLosses, init_state, make_train_step
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,10 +66,19 @@ class EvalSchedule:
   best_mode: str
 
 
-def model_spec(m, image_size) -> ModelSpec:
-  """ModelSpec from the `model` subtree (a ConfigReader or ConfigDict)."""
-  layerscale_init = m.layerscale_init  # read even when off: the key is consumed either way
+def model_spec(m, image_size, num_levels=1, projector=False) -> ModelSpec:
+  """ModelSpec from the `model` subtree (a ConfigReader or ConfigDict).
+
+  The FPN spans `num_levels` hierarchy levels; `projector` adds the head of the view-level losses.
+  Sub-keys of switched-off features are read (and checked) all the same: every key is consumed.
+  """
+  layerscale_init = m.layerscale_init
   require(layerscale_init > 0, "model.layerscale_init", f"must be > 0, got {layerscale_init}")
+  fpn, proj = m.fpn, m.projector
+  require(fpn.fusion in ("add", "concat"), "model.fpn.fusion", f"must be 'add' or 'concat', got {fpn.fusion!r}")
+  require(fpn.feature_dim >= 1, "model.fpn.feature_dim", f"must be >= 1, got {fpn.feature_dim}")
+  require(proj.hidden_dim >= 1 and proj.dim >= 1, "model.projector",
+          f"hidden_dim and dim must be >= 1, got {proj.hidden_dim}, {proj.dim}")
   block = BlockOptions(
       mlp_ratio=m.mlp_ratio, fused_attention=m.fused_attention, attention_impl=m.attention_impl,
       layerscale_init=layerscale_init if m.layerscale else 0.0, rope=m.rope, rope_base=m.rope_base,
@@ -77,12 +86,36 @@ def model_spec(m, image_size) -> ModelSpec:
   return ModelSpec(image_size=image_size, variant=m.variant or None, width=m.width, depth=m.depth,
                    num_heads=m.num_heads, patch_size=m.patch_size, block=block,
                    predictor_width=m.predictor.width, predictor_depth=m.predictor.depth,
-                   predictor_num_heads=m.predictor.num_heads)
+                   predictor_num_heads=m.predictor.num_heads,
+                   fpn_levels=num_levels if fpn.enabled else 0, fpn_feature_dim=fpn.feature_dim,
+                   fpn_fusion=fpn.fusion, projector_hidden=proj.hidden_dim if projector else 0,
+                   projector_dim=proj.dim)
+
+
+def view_losses(loss, data) -> ViewLosses:
+  """ViewLosses from `loss.contrastive`, `loss.vicreg` and `data.multicrop.num_local`."""
+  con, vic = loss.contrastive, loss.vicreg
+  require(con.weight >= 0, "loss.contrastive.weight", f"must be >= 0, got {con.weight}")
+  require(con.temperature > 0, "loss.contrastive.temperature", f"must be > 0, got {con.temperature}")
+  require(vic.weight >= 0, "loss.vicreg.weight", f"must be >= 0, got {vic.weight}")
+  coeffs = dict(invariance=vic.invariance, variance=vic.variance, covariance=vic.covariance)
+  for name, value in coeffs.items():
+    require(value >= 0, f"loss.vicreg.{name}", f"must be >= 0, got {value}")
+  enabled = con.weight > 0 or vic.weight > 0
+  num_local = data.multicrop.num_local
+  require(not num_local or enabled, "data.multicrop.num_local",
+          f"{num_local} local crops are only used by the view-level losses; set loss.contrastive.weight or "
+          "loss.vicreg.weight > 0, or --config.data.multicrop.num_local=0")
+  require(not vic.on_predictions or vic.weight > 0, "loss.vicreg.on_predictions",
+          "has no effect while loss.vicreg.weight is 0; set a weight or turn it off")
+  return ViewLosses(contrastive_weight=con.weight, temperature=con.temperature, vicreg_weight=vic.weight,
+                    vicreg_predictions=vic.on_predictions, num_local=num_local, **coeffs)
 
 
 def build_experiment(cfg, num_examples, platform) -> Experiment:
   """Resolves the whole run from a ConfigReader; raises ConfigError naming the key on bad values."""
-  model = build_model(model_spec(cfg.model, cfg.data.image_size))
+  views = view_losses(cfg.loss, cfg.data)
+  model = build_model(model_spec(cfg.model, cfg.data.image_size, cfg.loss.num_hierarchies, views.enabled))
   platform.check_dtype(cfg.model.dtype)
   platform.check_attention(cfg.model.fused_attention, cfg.model.attention_impl)
   mk = cfg.mask
@@ -91,14 +124,6 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
                    context_aspect=tuple(mk.context_aspect), min_context=mk.min_context,
                    context_fraction=mk.context_fraction)
 
-  # Phase-3 switches not implemented yet: refuse loudly instead of training without them.
-  fpn, con = cfg.model.fpn, cfg.loss.contrastive
-  require(not fpn.enabled, "model.fpn.enabled",
-          f"the Feature Pyramid Network (feature_dim={fpn.feature_dim}, fusion={fpn.fusion!r}) is not implemented "
-          "in this version; run without it: --config.model.fpn.enabled=False")
-  require(con.weight == 0, "loss.contrastive.weight",
-          f"the contrastive (InfoNCE, temperature={con.temperature}) term is not implemented in this version; "
-          "run without it: --config.loss.contrastive.weight=0")
   weights = tuple(float(w) for w in cfg.loss.hierarchy_weights)
   require(len(weights) == cfg.loss.num_hierarchies, "loss.hierarchy_weights",
           f"has {len(weights)} entries but loss.num_hierarchies={cfg.loss.num_hierarchies}; give one weight "
@@ -124,7 +149,8 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
                     weight_decay=o.weight_decay, final_weight_decay=o.final_weight_decay, b1=o.b1, b2=o.b2,
                     eps=o.eps, clip_norm=o.clip_norm, ema_start=cfg.ema.start, ema_end=cfg.ema.end)
   require(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
-  spec = StepSpec(model, masks, optim, hierarchy_weights=weights, loss_type=cfg.loss.type, grad_accum_steps=accum)
+  spec = StepSpec(model, masks, optim, hierarchy_weights=weights, loss_type=cfg.loss.type, grad_accum_steps=accum,
+                  views=views)
 
   e = cfg.eval
   best_metric = cfg.best_metric
@@ -273,7 +299,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   # Input pipeline, started where the restored state left off.
   data_iter = data_lib.make_pretrain_iterator(reader.data, seed=exp.seed, start_step=start,
                                               process_index=jax.process_index(),
-                                              process_count=jax.process_count(), batch_size=exp.global_batch)
+                                              process_count=jax.process_count(), batch_size=exp.global_batch,
+                                              num_views=2 if spec.views.enabled else 1)
 
   # The update: one compile for the whole run.
   train_step = jax.jit(make_train_step(spec, tx), in_shardings=(replicated, data_sharding, replicated),
@@ -317,7 +344,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
           t_last, step_last = time.time(), step
           summary.update({"steps_per_sec": steps_per_s, "images_per_sec": steps_per_s * exp.global_batch,
                           "epoch": step / exp.steps_per_epoch,
-                          "epoch_time_min": exp.steps_per_epoch / max(steps_per_s, 1e-9) / 60})
+                          "epoch_time_min": exp.steps_per_epoch / max(steps_per_s, 1e-9) / 60,
+                          "peak_memory_mb": platform_lib.peak_memory_mb()})
           if bad:
             summary["nonfinite_steps"] = bad
           last = {f"train/{k}": v for k, v in summary.items()}
@@ -352,6 +380,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
           break
     if step >= exp.total_steps:
       logging.info("training finished at step %d", step)
+    if jax.process_index() == 0:  # the last logged metrics, for launch/ablate.py and compare_runs
+      with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump({"step": step, "metrics": last}, f, indent=2)
   finally:
     checkpointer.close()
     close = getattr(data_iter, "close", None)

@@ -1,9 +1,16 @@
 """The jitted H-JEPA update: masks, context/target encoders, predictor, hierarchical loss, AdamW, EMA.
 
-State is one plain pytree {"step", "params": {"encoder", "predictor"}, "target", "opt"}. The step's
-rng is folded with state["step"], so a resumed run draws the same masks. With `grad_accum_steps`
-k > 1 the batch is split into k interleaved micro-batches scanned in sequence (activation memory of
-one micro-batch) and their gradients averaged: the same update as one step on the whole batch.
+State is one plain pytree {"step", "params": {"encoder", "predictor"[, "fpn", "projector"]},
+"target", "opt"}. The step's rng is folded with state["step"], so a resumed run draws the same
+masks. With `grad_accum_steps` k > 1 the batch is split into k interleaved micro-batches scanned
+in sequence (activation memory of one micro-batch) and their gradients averaged: the same update
+as one step on the whole batch (view-level losses then draw negatives from the micro-batch).
+
+View-level losses (`ViewLosses`): the batch carries a second global view of every image
+("image_view2") and optionally `num_local` small crops ("local"). Each view is embedded by the
+CONTEXT encoder (view 1 reuses the JEPA context pass; view 2 gets its own context mask; local
+crops are encoded whole), mean-pooled and projected; InfoNCE and VICReg act on these embeddings,
+always pairing the views of the same image.
 """
 import dataclasses
 
@@ -11,9 +18,34 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hjepa_jax import losses, masks as masks_lib
-from hjepa_jax.model.hjepa import HJEPA, normalize_images
+from hjepa_jax import losses, masks as masks_lib, objectives
+from hjepa_jax.model.hjepa import HJEPA, masked_mean, normalize_images
 from hjepa_jax.optim import OptimSpec, ema_schedule, lr_schedule, wd_schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewLosses:
+  """Losses between views of the same images (C-JEPA); a weight of 0 turns a term off."""
+  contrastive_weight: float = 0.0
+  temperature: float = 0.1
+  vicreg_weight: float = 0.0
+  invariance: float = 25.0
+  variance: float = 25.0
+  covariance: float = 1.0
+  vicreg_predictions: bool = False   # variance/covariance also on block-mean predicted features
+  num_local: int = 0                 # small crops per image, tied to the global views
+
+  @property
+  def enabled(self):
+    return self.contrastive_weight > 0 or self.vicreg_weight > 0
+
+  def __post_init__(self):
+    if self.num_local and not self.enabled:
+      raise ValueError("local crops are only used by the contrastive / VICReg losses; enable one of them")
+    if self.vicreg_predictions and self.vicreg_weight <= 0:
+      raise ValueError("vicreg_predictions needs vicreg_weight > 0")
+    if self.temperature <= 0:
+      raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +57,7 @@ class StepSpec:
   hierarchy_weights: tuple = (1.0,)
   loss_type: str = "smooth_l1"
   grad_accum_steps: int = 1
+  views: ViewLosses = ViewLosses()
 
   def __post_init__(self):
     if not 1 <= len(self.hierarchy_weights) <= 4:
@@ -33,6 +66,11 @@ class StepSpec:
       raise ValueError(f"loss type {self.loss_type!r} not in {losses.LOSS_TYPES}")
     if self.grad_accum_steps < 1:
       raise ValueError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+    if self.views.enabled and self.model.projector is None:
+      raise ValueError("view-level losses need a model built with a projector (projector_hidden > 0)")
+    if self.model.fpn is not None and self.model.fpn.num_levels != len(self.hierarchy_weights):
+      raise ValueError(f"the FPN spans {self.model.fpn.num_levels} levels but the loss has "
+                       f"{len(self.hierarchy_weights)}")
 
 
 def init_state(model: HJEPA, optimizer, rng):
@@ -45,22 +83,63 @@ def init_state(model: HJEPA, optimizer, rng):
   }
 
 
-def loss_fn(spec: StepSpec, params, target_params, images, masks):
-  """Mean H-JEPA loss over the batch and its diagnostics; no gradient reaches the target params."""
+def loss_fn(spec: StepSpec, params, target_params, images, masks, views=None):
+  """Mean H-JEPA loss over the batch (+ view-level terms) and its diagnostics.
+
+  `images`: normalised view 1 (B, H, W, 3); `views` (when spec.views is enabled): {"image_view2",
+  "view2_masks", and "local" (B, N, h, w, 3) with num_local > 0}. No gradient reaches the target.
+  """
   model = spec.model
   target_params = jax.lax.stop_gradient(target_params)
   full, _ = model.encode(target_params, images)                 # target encoder sees the whole image
   full = jax.lax.stop_gradient(full)
   target = jax.vmap(lambda f, i: f[i])(losses.layer_norm(full), masks["target_idx"])
   pred, ctx = model.predict(params, images, masks)
+  refine = None if model.fpn is None else (lambda levels: model.refine_levels(params, levels, masks["target_idx"]))
   total, per_level = losses.hierarchical_loss(pred, target, masks["target_idx"], masks["target_valid"],
-                                              model.grid, spec.hierarchy_weights, spec.loss_type)
+                                              model.grid, spec.hierarchy_weights, spec.loss_type, refine=refine)
   aux = {
       "loss_levels": per_level.mean(1),
       "feature_variance": losses.per_dim_std(ctx, masks["context_valid"]),
       "feature_variance_target": losses.per_dim_std(full),
   }
-  return total.mean(), aux
+  loss = total.mean()
+  aux["jepa_loss"] = loss
+  if spec.views.enabled:
+    view_loss, view_aux = _view_losses(spec, params, ctx, masks, pred, views)
+    loss = loss + view_loss
+    aux.update(view_aux)
+  return loss, aux
+
+
+def _view_losses(spec, params, ctx, masks, pred, views):
+  """Contrastive / VICReg terms over [view 1, view 2, local crops] of the same images."""
+  v, model = spec.views, spec.model
+  z = [model.project(params, masked_mean(ctx, masks["context_valid"])),
+       model.embed_view(params, views["image_view2"], views["view2_masks"]["context_idx"],
+                        views["view2_masks"]["context_valid"])]
+  if v.num_local:
+    local = views["local"]
+    b, n = local.shape[:2]
+    zl = model.embed_view(params, local.reshape(b * n, *local.shape[2:]))
+    z += list(zl.reshape(b, n, -1).swapaxes(0, 1))
+  z = jnp.stack(z)                                               # (V, B, P), row b of every view is image b
+  loss, aux = 0.0, {}
+  if v.contrastive_weight > 0:
+    nce, acc = objectives.info_nce(z, v.temperature, num_global=2)
+    loss += v.contrastive_weight * nce
+    aux.update(contrastive_loss=nce, contrastive_acc=acc)
+  if v.vicreg_weight > 0:
+    terms = objectives.vicreg_terms(z, num_global=2)
+    if v.vicreg_predictions:  # one embedding per predicted block: (B*M, D)
+      block_valid = masks["target_valid"]
+      block_mean = (pred * block_valid[..., None]).sum(2) / jnp.maximum(block_valid.sum(2), 1)[..., None]
+      pv, pc = objectives.variance_covariance(block_mean.reshape(-1, block_mean.shape[-1]))
+      terms = dict(terms, variance=terms["variance"] + pv, covariance=terms["covariance"] + pc)
+    vic = objectives.vicreg_loss(terms, v.invariance, v.variance, v.covariance)
+    loss += v.vicreg_weight * vic
+    aux.update({f"vicreg_{k}": t for k, t in terms.items()}, vicreg_loss=vic)
+  return loss, aux
 
 
 def _micro_batches(tree, k):
@@ -70,15 +149,19 @@ def _micro_batches(tree, k):
   return jax.tree_util.tree_map(split, tree)
 
 
+VIEW_METRICS = ("jepa_loss", "contrastive_loss", "contrastive_acc", "vicreg_loss", "vicreg_invariance",
+                "vicreg_variance", "vicreg_covariance")
+
+
 def make_train_step(spec: StepSpec, optimizer):
   """Returns the pure `train_step(state, batch, rng) -> (state, metrics)`; jit it with state donated."""
   lr_fn, wd_fn, ema_fn = lr_schedule(spec.optim), wd_schedule(spec.optim), ema_schedule(spec.optim)
-  grad_fn = jax.value_and_grad(lambda p, t, x, m: loss_fn(spec, p, t, x, m), has_aux=True)
+  grad_fn = jax.value_and_grad(lambda p, t, x, m, v: loss_fn(spec, p, t, x, m, v), has_aux=True)
   k = spec.grad_accum_steps
 
-  def compute_grads(params, target, images, masks):
+  def compute_grads(params, target, images, masks, views):
     if k == 1:
-      return grad_fn(params, target, images, masks)
+      return grad_fn(params, target, images, masks, views)
     if images.shape[0] % k:
       raise ValueError(f"batch {images.shape[0]} is not divisible by grad_accum_steps {k}")
 
@@ -86,10 +169,10 @@ def make_train_step(spec: StepSpec, optimizer):
       out = grad_fn(params, target, *micro)
       return jax.tree_util.tree_map(jnp.add, acc, out), None
 
+    micro = _micro_batches((images, masks, views), k)
     zeros = jax.tree_util.tree_map(
-        jnp.zeros_like, jax.eval_shape(grad_fn, params, target, *jax.tree_util.tree_map(
-            lambda x: x[0], _micro_batches((images, masks), k))))
-    acc, _ = jax.lax.scan(body, zeros, _micro_batches((images, masks), k))
+        jnp.zeros_like, jax.eval_shape(grad_fn, params, target, *jax.tree_util.tree_map(lambda x: x[0], micro)))
+    acc, _ = jax.lax.scan(body, zeros, micro)
     return jax.tree_util.tree_map(lambda x: x / k, acc)
 
   def train_step(state, batch, rng):
@@ -97,7 +180,13 @@ def make_train_step(spec: StepSpec, optimizer):
     rng = jax.random.fold_in(rng, step)
     images = normalize_images(batch["image"])
     masks = masks_lib.sample_masks(rng, images.shape[0], spec.masks)
-    (loss, aux), grads = compute_grads(state["params"], state["target"], images, masks)
+    views = None
+    if spec.views.enabled:
+      views = {"image_view2": normalize_images(batch["image_view2"]),
+               "view2_masks": masks_lib.sample_masks(jax.random.fold_in(rng, 1), images.shape[0], spec.masks)}
+      if spec.views.num_local:
+        views["local"] = normalize_images(batch["local"])
+    (loss, aux), grads = compute_grads(state["params"], state["target"], images, masks, views)
 
     grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(grads)))
     updates, opt = optimizer.update(grads, state["opt"], state["params"])
@@ -123,6 +212,9 @@ def make_train_step(spec: StepSpec, optimizer):
     }
     for i in range(len(spec.hierarchy_weights)):
       metrics[f"loss_level_{i}"] = aux["loss_levels"][i]
+    for name in VIEW_METRICS:
+      if name in aux:
+        metrics[name] = aux[name]
     return new_state, metrics
 
   return train_step

@@ -1,7 +1,11 @@
 """Tiny builders shared by the core tests (kept small: CPU compiles dominate test time)."""
+import os
+
 import jax
 import numpy as np
 
+from hjepa_jax import switches
+from hjepa_jax.config import load_config
 from hjepa_jax.masks import MaskSpec
 from hjepa_jax.model import BlockOptions, ModelSpec, build_model
 from hjepa_jax.optim import OptimSpec, make_optimizer
@@ -37,3 +41,21 @@ def synthetic_images(n, size=32, seed=0):
       cy, cx, s = rng.rand(), rng.rand(), 0.1 + 0.2 * rng.rand()
       imgs[i] += rng.rand(3) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))[..., None]
   return (255 * imgs / imgs.max()).astype(np.uint8)
+
+
+def tiny_config(**overrides):
+  """configs/smoke.py shrunk to a 6x6-patch model on digits (one compile takes seconds).
+
+  overrides: {"dotted.key": value}, e.g. tiny_config(**{"model.rope": True}).
+  """
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  c = load_config(os.path.join(root, "configs", "smoke.py"))
+  c.total_steps, c.optim.warmup_steps, c.eval.every_epochs, c.best_metric = 20, 0, 0.0, ""
+  c.model.width, c.model.depth, c.model.num_heads = 32, 1, 2
+  c.model.predictor.width, c.model.predictor.depth, c.model.predictor.num_heads = 16, 1, 2
+  c.model.fpn.feature_dim, c.model.projector.hidden_dim, c.model.projector.dim = 16, 32, 16
+  c.data.image_size, c.data.batch_size, c.data.num_parallel_calls, c.data.prefetch = 24, 8, 1, 0
+  c.data.multicrop.local_size = 8
+  c.mask.min_context = 4
+  c.optim.lr = 3e-3
+  return switches.apply(c, overrides)

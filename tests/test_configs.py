@@ -24,8 +24,6 @@ def offline(cfg):
   cfg.data.datasets = ("digits",)
   cfg.data.eval_dataset = "digits"
   cfg.data.eval_split_test = "test"
-  cfg.model.fpn.enabled = False          # refused until the phase-3 features land
-  cfg.loss.contrastive.weight = 0.0
   return cfg
 
 
@@ -125,14 +123,29 @@ def test_model_override_changes_param_count():
   assert 5e6 < small < 6e6 and 21e6 < base < 23e6   # ViT-Ti/16 ~5.5M, ViT-S/16 ~21.7M
 
 
-def test_aggressive_refuses_missing_phase3_features_by_name():
-  cfg = load(os.path.join(ROOT, "configs", "aggressive.py"))
-  cfg.data.datasets = ("digits",)
-  cfg.data.eval_dataset, cfg.data.eval_split_test = "digits", "test"
-  with pytest.raises(ConfigError, match="model.fpn.enabled"):
-    train.prepare(cfg, CPU)
-  cfg.model.fpn.enabled = False
-  with pytest.raises(ConfigError, match="loss.contrastive.weight"):
+def test_aggressive_builds_its_phase3_features():
+  exp, _ = train.prepare(offline(load(os.path.join(ROOT, "configs", "aggressive.py"))), CPU)
+  spec = exp.step_spec
+  assert spec.model.fpn is not None and spec.model.fpn.num_levels == 3 and spec.model.projector is not None
+  assert spec.views.contrastive_weight == 0.1 and spec.grad_accum_steps == 4
+  params = jax.eval_shape(spec.model.init, jax.random.PRNGKey(0))
+  assert set(params) == {"encoder", "predictor", "fpn", "projector"}
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("data.multicrop.num_local", 2, "only used by the view-level losses"),
+    ("loss.vicreg.on_predictions", True, "has no effect while loss.vicreg.weight is 0"),
+    ("model.fpn.fusion", "sum", "must be 'add' or 'concat'"),
+    ("loss.contrastive.temperature", 0.0, "must be > 0"),
+])
+def test_view_and_fpn_switches_that_would_do_nothing_fail_by_name(key, value, match):
+  cfg = offline(load(os.path.join(ROOT, "configs", "smoke.py")))
+  node = cfg
+  *parents, leaf = key.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*" + match):
     train.prepare(cfg, CPU)
 
 

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from hjepa_jax import checkpoint
+from hjepa_jax import checkpoint, train
+from tests._core import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "launch", "main.py")
@@ -115,3 +116,31 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path):
   assert code != 0 and "optim.lr" in out
   code, out = _run(str(tmp_path / "bad2"), "--config.model.layerscal=True")
   assert code != 0 and "layerscal" in out
+
+
+def _tags(workdir):
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
+  events.Reload()
+  return set(events.Tags()["tensors"])
+
+
+def test_nonfinite_steps_stop_or_are_skipped(tmp_path):
+  """An absurd learning rate makes the loss NaN: stop with advice (nothing saved), or skip and go on."""
+  cfg = tiny_config(**{"optim.lr": 1e38, "optim.clip_norm": 0.0, "total_steps": 4, "log_every_steps": 2,
+                       "ckpt_every_steps": 2})
+  with pytest.raises(train.TrainingDiverged, match="lower learning rate"):
+    train.train_and_evaluate(cfg, str(tmp_path / "stop"))
+  assert not os.path.isdir(os.path.join(tmp_path, "stop", "checkpoints")) or not os.listdir(
+      os.path.join(tmp_path, "stop", "checkpoints"))
+  cfg.stop_on_nonfinite = False
+  last = train.train_and_evaluate(cfg, str(tmp_path / "skip"))
+  assert last["train/nonfinite_steps"] >= 1
+  assert sorted(os.listdir(os.path.join(tmp_path, "skip", "checkpoints"))) == ["2", "4"]
+
+
+def test_mask_images_only_when_asked(tmp_path):
+  for flag in (True, False):
+    workdir = str(tmp_path / str(flag))
+    train.train_and_evaluate(tiny_config(**{"log_mask_images": flag, "total_steps": 2}), workdir)
+    assert ("train/masks" in _tags(workdir)) == flag

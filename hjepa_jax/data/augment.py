@@ -9,10 +9,18 @@ one step on or off leaves the draws of the others intact.
 The uniforms, and for in-memory images the crop boxes, are computed for a
 whole chunk of examples at once: tf.data pays a per-op cost per call, and
 doing this work per example made it the bottleneck at 32 px.
+
+An image can be seen through several views (`ViewConfig`): view 0 is the
+global view every run has, view 1 an optional second global view, and views
+LOCAL_VIEW_BASE + j the small multi-crop views. View v draws its uniforms from
+the same tables' seeds folded with v (view 0 is not folded), so each view's
+draws are fixed by (seed, epoch, position, v) and switching views on or off
+leaves the others' draws intact.
 """
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -32,6 +40,10 @@ _U_JITTER = slice(2 * _CROP_ATTEMPTS + 5, 2 * _CROP_ATTEMPTS + 8)
 NUM_UNIFORMS = 2 * _CROP_ATTEMPTS + 8
 # Uniforms come in seeded tables of _BLOCK consecutive positions of an epoch.
 _BLOCK = 256
+# View indices: 0 and 1 are the global views, LOCAL_VIEW_BASE + j local view j
+# (fixed, so the local views' draws do not depend on the number of global views).
+MAX_GLOBAL_VIEWS = 2
+LOCAL_VIEW_BASE = MAX_GLOBAL_VIEWS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,12 +80,24 @@ class AugmentConfig:
 
 
 def uniforms(seed: int, epoch: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
-    """float32 [n, NUM_UNIFORMS]: the random draws of the examples at (epoch[i], offset[i]).
+    """float32 [n, NUM_UNIFORMS]: the random draws of view 0 of the examples at (epoch[i], offset[i]).
 
     Position p of epoch e reads row p % 256 of the table drawn with the
     stateless seed fold_in([seed, e], p // 256); a chunk of nearby positions
     touches only a couple of tables.
     """
+    return view_uniforms(seed, epoch, offset, (0,))[:, 0]
+
+
+def view_uniforms(seed: int, epoch: tf.Tensor, offset: tf.Tensor, views: Sequence[int]) -> tf.Tensor:
+    """float32 [n, len(views), NUM_UNIFORMS]: the draws of the given views of each example.
+
+    View 0 reads the tables `uniforms` describes; view v > 0 reads tables drawn
+    with that table's seed folded with v.
+    """
+    views = tuple(int(v) for v in views)
+    if not views or min(views) < 0:
+        raise DataError(f"views={views} must be a non-empty list of indices >= 0.")
     epoch = tf.cast(epoch, tf.int64)
     offset = tf.cast(offset, tf.int64)
     block_ids = tf.stack([epoch, offset // _BLOCK], axis=1)
@@ -84,9 +108,11 @@ def uniforms(seed: int, epoch: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
 
     def table(pair):
         key = tf.random.experimental.stateless_fold_in(tf.stack([seed_word, pair // (2**31)]), pair % (2**31))
-        return tf.random.stateless_uniform([_BLOCK, NUM_UNIFORMS], key)
+        keys = [tf.random.experimental.stateless_fold_in(key, v) if v else key for v in views]
+        return tf.stack([tf.random.stateless_uniform([_BLOCK, NUM_UNIFORMS], k) for k in keys], axis=1)
 
-    tables = tf.reshape(tf.map_fn(table, unique, fn_output_signature=tf.float32), [-1, _BLOCK, NUM_UNIFORMS])
+    shape = [-1, _BLOCK, len(views), NUM_UNIFORMS]
+    tables = tf.reshape(tf.map_fn(table, unique, fn_output_signature=tf.float32), shape)
     return tf.gather_nd(tables, tf.stack([tf.cast(row_of, tf.int64), offset % _BLOCK], axis=1))
 
 
@@ -179,3 +205,74 @@ def augment(image: tf.Tensor, u: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
     """One example: uint8 [H, W, 3] and its uniforms [NUM_UNIFORMS] -> uint8 [S, S, 3]."""
     shape = tf.shape(image)
     return apply(image, u, crop_boxes(u[None], shape[0], shape[1], cfg)[0], cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewConfig:
+    """The views of each image the pretraining pipeline delivers: `num_global`
+    global views (random-resized crops at global_cfg.image_size) and
+    `num_local` small multi-crop views made with local_cfg."""
+
+    global_cfg: AugmentConfig
+    num_global: int = 1
+    local_cfg: AugmentConfig | None = None
+    num_local: int = 0
+
+    def __post_init__(self):
+        if self.num_global not in range(1, MAX_GLOBAL_VIEWS + 1):
+            raise DataError(f"num_views={self.num_global} must be 1 or {MAX_GLOBAL_VIEWS} (global views per image).")
+        if self.num_local < 0 or (self.num_local and self.local_cfg is None):
+            raise DataError(f"num_local={self.num_local} must be >= 0, and local views need a local_cfg.")
+
+    @classmethod
+    def from_data_config(cls, data_cfg: Any, num_global: int = 1) -> "ViewConfig":
+        """Global views from the crop / flip / 3-Augment keys, local ones from data.multicrop."""
+        from hjepa_jax.data.validate import read_multicrop
+
+        num_local, local_size, local_scale = read_multicrop(data_cfg)
+        global_cfg = AugmentConfig.from_data_config(data_cfg)
+        local_cfg = dataclasses.replace(global_cfg, image_size=local_size, crop_scale=local_scale)
+        return cls(global_cfg, int(num_global), local_cfg, num_local)
+
+    @property
+    def view_ids(self) -> tuple[int, ...]:
+        """The view index of each delivered view (what `view_uniforms` is called with)."""
+        return tuple(range(self.num_global)) + tuple(LOCAL_VIEW_BASE + j for j in range(self.num_local))
+
+
+def view_boxes(u: tf.Tensor, height, width, views: ViewConfig) -> tf.Tensor:
+    """int32 [n, V, 4] crop boxes for the views' uniforms u [n, V, NUM_UNIFORMS] (height, width: scalars).
+
+    Each global view's boxes come from their own `crop_boxes` call, so view 0's
+    are computed exactly as with a single view; the local views share one call.
+    """
+    boxes = [crop_boxes(u[:, v], height, width, views.global_cfg)[:, None] for v in range(views.num_global)]
+    if views.num_local:
+        local_u = tf.reshape(u[:, views.num_global :], [-1, NUM_UNIFORMS])
+        local = crop_boxes(local_u, height, width, views.local_cfg)
+        boxes.append(tf.reshape(local, [-1, views.num_local, 4]))
+    return tf.concat(boxes, axis=1) if len(boxes) > 1 else boxes[0]
+
+
+def apply_views(image: tf.Tensor, u: tf.Tensor, box: tf.Tensor, views: ViewConfig) -> dict[str, tf.Tensor]:
+    """One image uint8 [H, W, 3], its uniforms [V, NUM_UNIFORMS] and boxes [V, 4] -> its views:
+    "image" uint8 [S, S, 3], "image_view2" (second global view) uint8 [S, S, 3], "local" uint8 [L, s, s, 3]."""
+    g = views.num_global
+    out = {"image": apply(image, u[0], box[0], views.global_cfg)}
+    if g > 1:
+        out["image_view2"] = apply(image, u[1], box[1], views.global_cfg)
+    if views.num_local:
+        # One traced body for all local views (unrolling them multiplied the pipeline's set-up time).
+        s = views.local_cfg.image_size
+        out["local"] = tf.map_fn(
+            lambda ub: apply(image, ub[0], ub[1], views.local_cfg),
+            (u[g:], box[g:]),
+            fn_output_signature=tf.TensorSpec([s, s, 3], tf.uint8),
+        )
+    return out
+
+
+def augment_views(image: tf.Tensor, u: tf.Tensor, views: ViewConfig) -> dict[str, tf.Tensor]:
+    """`apply_views` for one decoded image of any size: boxes drawn for its shape, then every view cropped."""
+    shape = tf.shape(image)
+    return apply_views(image, u, view_boxes(u[None], shape[0], shape[1], views)[0], views)

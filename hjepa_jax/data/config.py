@@ -54,6 +54,15 @@ def default_data_config() -> ml_collections.ConfigDict:
     # DeiT-III "3-Augment" strength: 0 is off; 1 picks one of grayscale /
     # solarize / gaussian blur per image and adds colour jitter of 0.3.
     c.deit3_strength = 0.0
+    # Multi-crop (DINO style) local views, delivered as batch["local"] next to
+    # the global view(s); aspect range, flips and 3-Augment as for global views.
+    c.multicrop = ml_collections.ConfigDict(
+        dict(
+            num_local=0,  # extra small crops per image (0: off)
+            local_size=96,  # their side length in pixels (<= image_size)
+            local_scale=(0.05, 0.3),  # their random-resized-crop area fraction range
+        )
+    )
 
     # Labelled dataset the evaluators (k-NN, linear probe) use.
     c.eval_dataset = "cifar10_local"

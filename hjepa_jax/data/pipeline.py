@@ -58,7 +58,10 @@ def _parallelism(data_cfg: Any) -> int:
 
 
 class PretrainIterator(Iterator[dict[str, np.ndarray]]):
-    """Infinite iterator of {"image": uint8 [local_batch, S, S, 3]} batches.
+    """Infinite iterator of {"image": uint8 [local_batch, S, S, 3]} batches, plus
+    "image_view2" uint8 [local_batch, S, S, 3] with a second global view and
+    "local" uint8 [local_batch, num_local, s, s, 3] with multi-crop views when
+    those are on (see `make_pretrain_iterator`).
 
     `skipped_files` lists unreadable image files passed over so far (they were
     replaced by the next readable file of the same source).
@@ -112,10 +115,14 @@ def _source_dataset(
     first_positions: Callable[[], Iterator[int]],
     local_batch: int,
     seed: int,
-    aug_cfg: augment.AugmentConfig,
+    views: augment.ViewConfig,
     parallel: int,
 ) -> tf.data.Dataset:
-    """Augmented elements of source k, in the order they occur in this host's stream."""
+    """Augmented elements of source k, in the order they occur in this host's stream.
+
+    Every view is cut from the same source image: in-memory pixels are gathered
+    once, image files decoded once, then cropped once per view.
+    """
     in_memory = isinstance(source, ArraySource)
 
     def chunks():
@@ -133,11 +140,11 @@ def _source_dataset(
         signature["image"] = tf.TensorSpec((None,) + source.images.shape[1:], tf.uint8)
 
     def draw(chunk):
-        # Vectorised over the chunk; file images' boxes wait for their decoded size.
-        chunk["u"] = augment.uniforms(seed, chunk["epoch"], chunk["offset"])
+        # Vectorised over the chunk and views; file images' boxes wait for their decoded size.
+        chunk["u"] = augment.view_uniforms(seed, chunk["epoch"], chunk["offset"], views.view_ids)
         if in_memory:
             _, h, w, _ = source.images.shape
-            chunk["box"] = augment.crop_boxes(chunk["u"], h, w, aug_cfg)
+            chunk["box"] = augment.view_boxes(chunk["u"], h, w, views)
             chunk["skipped"] = tf.zeros_like(chunk["example"], tf.int32)
         return chunk
 
@@ -152,12 +159,13 @@ def _source_dataset(
 
         ds = ds.interleave(load, num_parallel_calls=parallel, deterministic=True)
 
+    @tf.autograph.experimental.do_not_convert  # plain TF ops only; converting them took seconds per view
     def finish(e):
         if in_memory:
-            image = augment.apply(e["image"], e["u"], e["box"], aug_cfg)
+            out = augment.apply_views(e["image"], e["u"], e["box"], views)
         else:
-            image = augment.augment(e["image"], e["u"], aug_cfg)
-        return {"image": image, "source": tf.constant(k, tf.int32), "example": e["example"], "skipped": e["skipped"]}
+            out = augment.augment_views(e["image"], e["u"], views)
+        return dict(out, source=tf.constant(k, tf.int32), example=e["example"], skipped=e["skipped"])
 
     return ds.map(finish, num_parallel_calls=parallel, deterministic=True)
 
@@ -170,6 +178,7 @@ def make_pretrain_iterator(
     process_index: int = 0,
     process_count: int = 1,
     batch_size: int | None = None,
+    num_views: int = 1,
 ) -> PretrainIterator:
     """Infinite iterator of augmented uint8 pretraining batches for this host.
 
@@ -177,6 +186,15 @@ def make_pretrain_iterator(
     `process_count` hosts gets its contiguous 1/process_count of every global
     batch. Created with start_step=s, it yields exactly what a fresh iterator
     yields after s batches.
+
+    Batch keys: "image" [B, S, S, 3], a random-resized crop (+ flip / 3-Augment)
+    of each example; with `num_views`=2 (global views, e.g. for a two-view
+    contrastive or VICReg loss) also "image_view2" [B, S, S, 3], an independent
+    crop of the same source image; with data_cfg.multicrop.num_local = L > 0
+    also "local" [B, L, s, s, 3] (s = multicrop.local_size), L independent crops
+    of the same image with area fractions in multicrop.local_scale. All uint8.
+    Each view's randomness depends only on (seed, epoch, position, view), so
+    "image" is the same whichever other views are on.
     """
     global_batch = int(batch_size if batch_size is not None else data_cfg.batch_size)
     if global_batch < 1:
@@ -190,8 +208,10 @@ def make_pretrain_iterator(
         )
     if start_step < 0:
         raise DataError(f"start_step={start_step} must be >= 0.")
+    if num_views not in (1, 2):
+        raise DataError(f"num_views={num_views!r} must be 1 or 2 (global views per image).")
     seed = int(seed)
-    aug_cfg = augment.AugmentConfig.from_data_config(data_cfg)
+    views = augment.ViewConfig.from_data_config(data_cfg, num_global=num_views)
     parallel = _parallelism(data_cfg)
     prefetch = int(data_cfg.prefetch)
     entries, sources = pretrain_sources(data_cfg)
@@ -208,7 +228,7 @@ def make_pretrain_iterator(
         return (b * global_batch + process_index * local_batch for b in itertools.count(start_step))
 
     per_source = [
-        _source_dataset(k, s, order, first_positions, local_batch, seed, aug_cfg, parallel)
+        _source_dataset(k, s, order, first_positions, local_batch, seed, views, parallel)
         for k, s in enumerate(sources)
     ]
     if len(per_source) == 1:
@@ -228,7 +248,8 @@ def make_pretrain_iterator(
     options.deterministic = True
     ds = ds.with_options(options)
     _log.info(
-        "Pretraining data: %s; %d examples/epoch; global batch %d, host %d/%d gets %d; start step %d",
+        "Pretraining data: %s; %d examples/epoch; global batch %d, host %d/%d gets %d; start step %d; "
+        "%d global view(s) of %d px, %d local view(s) of %d px",
         ", ".join(f"{e.name}[{e.split}] x{e.weight:.3f} ({len(s)})" for e, s in zip(entries, sources)),
         order.epoch_length,
         global_batch,
@@ -236,5 +257,9 @@ def make_pretrain_iterator(
         process_count,
         local_batch,
         start_step,
+        views.num_global,
+        views.global_cfg.image_size,
+        views.num_local,
+        views.local_cfg.image_size,
     )
     return PretrainIterator(ds, sources)

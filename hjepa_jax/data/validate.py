@@ -4,6 +4,7 @@ The trainer calls this before it compiles anything, so a bad value (or a key no 
 in seconds with the key's name instead of after minutes of data loading.
 """
 
+import numbers
 from typing import Any
 
 from hjepa_jax.data import specs
@@ -21,6 +22,28 @@ def _pair(value: Any, key: str, lo_bound: float, hi_bound: float | None) -> None
     _require(lo_bound < lo <= hi, key, f"needs {lo_bound} < low <= high, got {tuple(value)}")
     if hi_bound is not None:
         _require(hi <= hi_bound, key, f"high must be <= {hi_bound}, got {hi}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def read_multicrop(data_cfg: Any) -> tuple[int, int, tuple[float, float]]:
+    """Reads and checks all of data.multicrop (also when it is off): (num_local, local_size, local_scale)."""
+    mc = data_cfg.multicrop
+    num_local, local_size, local_scale = mc.num_local, mc.local_size, mc.local_scale
+    _require(_is_int(num_local) and num_local >= 0, "multicrop.num_local",
+             f"must be an integer >= 0 (0 turns local views off), got {num_local!r}")
+    image_size = data_cfg.image_size
+    _require(_is_int(local_size) and local_size >= 2, "multicrop.local_size",
+             f"must be an integer >= 2 pixels, got {local_size!r}")
+    # Only bounded by image_size when in use: the default 96 px must not fail 32 px runs without local views.
+    _require(num_local == 0 or local_size <= image_size, "multicrop.local_size",
+             f"must be <= image_size ({image_size}) when num_local > 0, got {local_size}")
+    _require(isinstance(local_scale, (tuple, list)), "multicrop.local_scale",
+             f"needs two numbers (low, high), got {local_scale!r}")
+    _pair(local_scale, "multicrop.local_scale", 0.0, 1.0)
+    return int(num_local), int(local_size), (float(local_scale[0]), float(local_scale[1]))
 
 
 def check_data_config(data_cfg: Any) -> list[specs.DatasetSpec]:
@@ -42,6 +65,7 @@ def check_data_config(data_cfg: Any) -> list[specs.DatasetSpec]:
     _pair(data_cfg.crop_ratio, "crop_ratio", 0.0, None)
     _require(isinstance(data_cfg.horizontal_flip, bool), "horizontal_flip", "must be True or False")
     _require(data_cfg.deit3_strength >= 0, "deit3_strength", f"must be >= 0, got {data_cfg.deit3_strength}")
+    read_multicrop(data_cfg)
     name = data_cfg.eval_dataset
     specs.check_name(name)
     splits = specs.labelled_splits(name) + (("test",) if name == "imagenet100" else ())

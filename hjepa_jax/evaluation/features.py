@@ -1,15 +1,18 @@
 """Frozen-feature extraction with the target encoder, jitted once per batch shape.
 
 I-JEPA evaluates the target (EMA) encoder with average pooling over patch tokens; "last4" is the
-concatenation of the average-pooled outputs of the last four blocks (a stronger probe input).
+concatenation of the average-pooled outputs of the last four blocks (a stronger probe input);
+"levelK" keeps the layout of hierarchy level K: the last layer's tokens averaged over each
+2^K x 2^K cell of the patch grid (the cells the level-K loss compares), cells concatenated.
 """
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hjepa_jax import hierarchy
 from hjepa_jax.model.hjepa import normalize_images
 
-FEATURE_KINDS = ("avgpool", "last4")
+FEATURE_KINDS = ("avgpool", "last4", "level1", "level2", "level3")
 
 
 def make_feature_fn(model, kinds=("avgpool",)):
@@ -26,6 +29,9 @@ def make_feature_fn(model, kinds=("avgpool",)):
       feats["avgpool"] = out.mean(1)
     if "last4" in kinds:
       feats["last4"] = jnp.concatenate([b.astype(jnp.float32).mean(1) for b in aux["blocks"][-4:]], -1)
+    for kind in kinds:
+      if kind.startswith("level"):
+        feats[kind] = level_features(out, model.grid, int(kind[len("level"):]))
     return feats
 
   return fn
@@ -43,3 +49,11 @@ def extract_features(feature_fn, enc_params, images, batch_size=256):
     for k, v in jax.device_get(feature_fn(enc_params, chunk)).items():
       out.setdefault(k, []).append(v[:batch_size - pad])
   return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def level_features(tokens, grid, level):
+  """(B, T, D) grid-ordered tokens -> (B, C_level * D): each level cell's mean token, concatenated."""
+  b, t, d = tokens.shape
+  idx = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+  pooled, _ = hierarchy.pool_to_level(tokens, idx, jnp.ones((b, t), bool), grid, level)
+  return pooled.reshape(b, -1)

@@ -1,15 +1,22 @@
-"""The composed H-JEPA model: context/target encoder (one architecture) and predictor.
+"""The composed H-JEPA model: context/target encoder (one architecture), predictor, optional heads.
 
 `HJEPA` is a plain, hashable description plus pure functions of explicit params; the target
 encoder is the same `ViTEncoder` applied to EMA params, so no module state is hidden anywhere.
+Optional heads, each with its own params subtree: `fpn` refines the per-level predictions
+top-down (model.fpn.*), `projector` maps pooled context embeddings of whole views into the space
+of the contrastive / VICReg losses (loss.contrastive, loss.vicreg).
 """
 import dataclasses
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hjepa_jax import hierarchy
+from hjepa_jax.model.fpn import FPN
 from hjepa_jax.model.predictor import Predictor
+from hjepa_jax.model.projector import Projector
 from hjepa_jax.model.vit import BlockOptions, ViTEncoder, encoder_from_config
 
 # Images arrive as uint8 (small host->device copies) and are normalised on device.
@@ -36,6 +43,11 @@ class ModelSpec:
   predictor_width: int = 384
   predictor_depth: int = 6
   predictor_num_heads: int = 6
+  fpn_levels: int = 0             # 0: no FPN; else the number of hierarchy levels it spans
+  fpn_feature_dim: int = 256
+  fpn_fusion: str = "add"
+  projector_hidden: int = 0       # 0: no projector (no view-level loss)
+  projector_dim: int = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +55,8 @@ class HJEPA:
   encoder: ViTEncoder
   predictor: Predictor
   image_size: int
+  fpn: Optional[FPN] = None
+  projector: Optional[Projector] = None
 
   @property
   def grid(self):
@@ -62,7 +76,16 @@ class HJEPA:
     idx = jnp.arange(n, dtype=jnp.int32)[None]
     valid = jnp.ones((1, n), bool)
     pred = self.predictor.init(k_pred, ctx, idx, valid, idx[:, None], valid[:, None], self.grid)["params"]
-    return {"encoder": enc, "predictor": pred}
+    params = {"encoder": enc, "predictor": pred}
+    if self.fpn is not None:
+      levels = [jnp.zeros((1, 1, n, self.encoder.width), jnp.float32)]
+      levels += [jnp.zeros((1, 1, hierarchy.num_cells(self.grid, k), self.encoder.width), jnp.float32)
+                 for k in range(1, self.fpn.num_levels)]
+      params["fpn"] = self.fpn.init(jax.random.fold_in(k_pred, 1), levels, idx[:, None], self.grid)["params"]
+    if self.projector is not None:
+      params["projector"] = self.projector.init(jax.random.fold_in(k_pred, 2),
+                                                jnp.zeros((1, self.encoder.width), jnp.float32))["params"]
+    return params
 
   def encode(self, enc_params, images, token_idx=None, token_valid=None):
     """Encoder features (B, T, width) and aux (intermediate blocks); images already normalised."""
@@ -75,6 +98,32 @@ class HJEPA:
                                 masks["target_idx"], masks["target_valid"], self.grid)
     return pred, ctx
 
+  def refine_levels(self, params, levels, idx):
+    """Per-level predictions plus the FPN's top-down correction (identity without an FPN).
+
+    Residual, so the predictor's full-width prediction is kept and the pyramid adds coarse context.
+    """
+    if self.fpn is None:
+      return levels
+    refined = self.fpn.apply({"params": params["fpn"]}, levels, idx, self.grid)
+    return [p + r for p, r in zip(levels, refined)]
+
+  def embed_view(self, params, images, token_idx=None, token_valid=None):
+    """Projected mean context-encoder token of each image (B, projector_dim), for view-level losses."""
+    tokens, _ = self.encode(params["encoder"], images, token_idx, token_valid)
+    return self.project(params, masked_mean(tokens, token_valid))
+
+  def project(self, params, pooled):
+    return self.projector.apply({"params": params["projector"]}, pooled)
+
+
+def masked_mean(tokens, valid=None):
+  """Mean over the token axis of (B, T, D), counting only valid tokens."""
+  if valid is None:
+    return tokens.mean(1)
+  w = valid.astype(tokens.dtype)[..., None]
+  return (tokens * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
+
 
 def build_model(spec: ModelSpec) -> HJEPA:
   encoder = encoder_from_config(spec.variant, spec.block, width=spec.width, depth=spec.depth,
@@ -86,4 +135,11 @@ def build_model(spec: ModelSpec) -> HJEPA:
                      f"{spec.predictor_num_heads}")
   predictor = Predictor(spec.predictor_width, spec.predictor_depth, spec.predictor_num_heads,
                         out_width=encoder.width, opts=spec.block)
-  return HJEPA(encoder, predictor, spec.image_size)
+  fpn = None
+  if spec.fpn_levels:
+    fpn = FPN(num_levels=spec.fpn_levels, feature_dim=spec.fpn_feature_dim, fusion=spec.fpn_fusion,
+              out_dim=encoder.width, dtype=spec.block.compute_dtype)
+  projector = None
+  if spec.projector_hidden:
+    projector = Projector(spec.projector_hidden, spec.projector_dim, dtype=spec.block.compute_dtype)
+  return HJEPA(encoder, predictor, spec.image_size, fpn, projector)

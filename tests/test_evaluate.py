@@ -1,0 +1,118 @@
+"""launch/evaluate.py end to end: a short digits run, its evaluation beside the random-init baseline.
+
+One training run and two evaluations (subprocesses, as a user runs them) serve the whole module:
+CPU compiles dominate the time.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from hjepa_jax import checkpoint as ckpt_lib
+from hjepa_jax.evaluation import runner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAIN = os.path.join(ROOT, "launch", "main.py")
+EVALUATE = os.path.join(ROOT, "launch", "evaluate.py")
+SMOKE = os.path.join(ROOT, "configs", "smoke.py")
+STEPS = 20  # enough to checkpoint a trained state
+TRAIN = [f"--config.total_steps={STEPS}", f"--config.ckpt_every_steps={STEPS}", "--config.eval.every_epochs=0",
+         "--config.best_metric=", "--config.log_every_steps=10"]
+DIGITS_SPLITS = {"train": {"split": "train", "size": 1433}, "test": {"split": "test", "size": 364}}
+KNN = {f"knn_top1_k{k}" for k in runner.KNN_KS}
+ALL_METRICS = KNN | {
+    "linear_probe_top1", "linear_probe_holdout_top1", "linear_probe_best_lr", "linear_probe_best_weight_decay",
+    "fewshot_5way_1shot", "fewshot_5way_1shot_ci95", "fewshot_5way_5shot", "fewshot_5way_5shot_ci95",
+    "fewshot_ridge_1shot", "fewshot_ridge_5shot",
+    "feature_std", "effective_rank", "rank_ratio", "feature_entropy", "collapsed"}
+
+
+def _run(script, *args, timeout=600):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+  proc = subprocess.run([sys.executable, script, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True, timeout=timeout, check=False)
+  return proc.returncode, proc.stdout
+
+
+def _results(workdir, random_init=False):
+  with open(runner.results_path(workdir, random_init)) as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """(workdir, {"trained": stdout, "random_init": stdout}) after training and both evaluations."""
+  workdir = str(tmp_path_factory.mktemp("evaluate") / "run")
+  code, out = _run(MAIN, f"--config={SMOKE}", f"--workdir={workdir}", *TRAIN)
+  assert code == 0, out[-3000:]
+  outputs = {}
+  # Every evaluation on one feature kind, and the cheap k-NN on both (compiles are per feature width).
+  for name, flags in (("trained", ["--feature_kinds=avgpool"]), ("random_init", ["--random_init", "--eval_types=knn"])):
+    code, outputs[name] = _run(EVALUATE, f"--workdir={workdir}", *flags)
+    assert code == 0, outputs[name][-3000:]
+  return workdir, outputs
+
+
+def test_results_json_holds_every_metric(run):
+  workdir, _ = run
+  r = _results(workdir)
+  assert (r["step"], r["source"], r["random_init"], r["dataset"]) == (
+      STEPS, f"checkpoints/{STEPS} (target encoder)", False, "digits")
+  assert r["splits"] == DIGITS_SPLITS and r["num_classes"] == 10 and r["image_size"] == 32
+  assert r["eval_types"] == list(runner.EVAL_TYPES) and r["feature_kinds"] == ["avgpool"] and not r["notes"]
+  metrics = r["metrics"]["avgpool"]
+  assert set(metrics) == ALL_METRICS
+  assert all(0 <= metrics[k] <= 1 for k in ALL_METRICS if "top1" in k or "shot" in k), metrics
+  assert len(r["details"]["avgpool"]["linear_probe_sweep"]) == 6
+  assert set(r["seconds"]) == {"restore", "load_data", "extract_features", *runner.EVAL_TYPES, "total"}
+  assert r["timestamp"][:2] == "20"
+
+
+def test_random_init_is_written_apart_and_knn_only(run):
+  workdir, _ = run
+  b = _results(workdir, random_init=True)
+  assert b["random_init"] and b["step"] == 0 and b["source"].startswith("random init")
+  assert b["eval_types"] == ["knn"] and set(b["seconds"]) == {"restore", "load_data", "extract_features", "knn",
+                                                             "total"}
+  assert b["feature_kinds"] == ["avgpool", "last3"] and b["notes"][0].startswith("last3: the encoder has 3 blocks")
+  assert all(set(m) == KNN for m in b["metrics"].values())
+  assert _results(workdir)["eval_types"] == list(runner.EVAL_TYPES)  # the trained results are untouched
+  assert os.path.isfile(runner.results_path(workdir, True, "md"))
+
+
+def test_markdown_tables(run):
+  workdir, outputs = run
+  r = _results(workdir)
+  with open(runner.results_path(workdir, ext="md")) as f:
+    md = f.read()
+  header = "| metric | avgpool | avgpool random init |"
+  assert header in md  # re-rendered beside the baseline once that was written
+  knn20 = f"| knn_top1_k20 | {r['metrics']['avgpool']['knn_top1_k20']:.4g} |"
+  assert knn20 in md and "| linear_probe_top1 |" in md
+  assert knn20 in outputs["trained"] and "| fewshot_5way_1shot |" in outputs["trained"]
+  assert "| knn_top1_k1 |" in outputs["random_init"] and "linear_probe" not in outputs["random_init"]
+  assert "Note: last3" in outputs["random_init"]
+
+
+def test_restore_for_eval_and_clear_errors(run, tmp_path):
+  workdir, _ = run
+  step, state = ckpt_lib.restore_for_eval(workdir)
+  assert step == int(state["step"]) == STEPS and set(state) == {"step", "params", "target", "opt"}
+  with pytest.raises(FileNotFoundError, match=rf"available steps: \[{STEPS}\]"):
+    runner.evaluate_run(workdir, step=7, write=False)
+  with pytest.raises(FileNotFoundError, match="no checkpoint in .*best"):
+    runner.evaluate_run(workdir, best=True, write=False)  # best_metric was off: no best/
+  with pytest.raises(runner.EvaluationError, match="knn,linear_probe,fewshot,features"):
+    runner.evaluate_run(workdir, eval_types="knn,knnn", write=False)
+  with pytest.raises(runner.EvaluationError, match="unknown dataset 'mnist'.*digits"):
+    runner.evaluate_run(workdir, dataset="mnist", write=False)
+  with pytest.raises(FileNotFoundError, match="config.json not found"):
+    runner.evaluate_run(str(tmp_path), write=False)
+  shutil.copy(os.path.join(workdir, "config.json"), tmp_path)
+  with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+    runner.evaluate_run(str(tmp_path), write=False)
+  code, out = _run(EVALUATE, f"--workdir={workdir}", "--eval_types=probe")
+  assert code != 0 and "error: unknown eval type(s) ['probe']" in out

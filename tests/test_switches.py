@@ -1,0 +1,138 @@
+"""Every feature switch is wired end to end: flipping it changes the computation, and it still trains.
+
+The switch list is generated from the config schema: every bool key of `base_config()` plus the
+non-bool feature knobs in `hjepa_jax.switches.KNOBS`. A bool key that is neither a computation
+switch (SWITCHES) nor an operational one with a named test (OPERATIONAL) fails
+`test_every_switch_is_classified`, so a new switch cannot be added untested. Each flip goes through
+`train.prepare` (config -> Experiment -> train_step) and the real input pipeline, as a run does.
+
+Kinds (hjepa_jax/switches.py): "changes" -> the first loss on the same images (or the images, for
+data switches) differs; "exact" -> the loss agrees but the lowered program differs; "platform" ->
+the CUDA-only value is refused on CPU with an error naming the key.
+"""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from hjepa_jax import config as config_lib
+from hjepa_jax import data as data_lib
+from hjepa_jax import train
+from hjepa_jax.config import ConfigError
+from hjepa_jax.optim import make_optimizer
+from hjepa_jax.platform import Platform
+from hjepa_jax.switches import KNOBS, SWITCHES, flip_overrides
+from hjepa_jax.train_step import init_state, make_train_step
+from tests._core import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU = Platform(backend="cpu", device_kind="cpu", num_devices=1, process_count=1)
+TRAIN_STEPS = 6
+
+# Bool keys that change what a run does around the computation, and the test that shows it.
+OPERATIONAL = {
+    "log_mask_images": "tests/test_train_app.py::test_mask_images_only_when_asked",
+    "stop_on_nonfinite": "tests/test_train_app.py::test_nonfinite_steps_stop_or_are_skipped",
+    "data.download": "tests/test_data_sources.py::test_download_without_network_fails_fast",
+}
+
+
+def _setup(overrides):
+  exp, reader = train.prepare(tiny_config(**overrides), CPU)
+  spec = exp.step_spec
+  state = init_state(spec.model, make_optimizer(spec.optim, jax.eval_shape(spec.model.init, jax.random.PRNGKey(0))),
+                     jax.random.PRNGKey(0))
+  tx = make_optimizer(spec.optim, state["params"])
+  it = data_lib.make_pretrain_iterator(reader.data, seed=0, batch_size=exp.global_batch,
+                                       num_views=2 if spec.views.enabled else 1)
+  batch = {k: v for k, v in next(it).items() if k in ("image", "image_view2", "local")}
+  it.close()
+  step = jax.jit(make_train_step(spec, tx))
+  return state, batch, step
+
+
+def _run(overrides, steps):
+  """Losses of `steps` updates on one fixed batch, the batch, and the jitted step (lowered text on demand)."""
+  state, batch, step = _setup(overrides)
+  rng = jax.random.PRNGKey(1)
+  losses = []
+  for _ in range(steps):
+    state, metrics = step(state, batch, rng)
+    losses.append(float(metrics["loss"]))
+    assert float(metrics["nonfinite"]) == 0.0, metrics
+  return {"losses": losses, "batch": batch, "metrics": jax.device_get(metrics),
+          "lowered": lambda: step.lower(state, batch, rng).as_text()}
+
+
+@pytest.fixture(scope="module")
+def base():
+  return _run({}, TRAIN_STEPS)
+
+
+def _leaves():
+  return dict(config_lib._leaves(config_lib.base_config()))
+
+
+def test_every_switch_is_classified():
+  leaves = _leaves()
+  bools = {k for k, v in leaves.items() if isinstance(v, bool)}
+  unclassified = bools - set(SWITCHES) - set(OPERATIONAL)
+  assert not unclassified, f"bool config keys with no switch test: {sorted(unclassified)}"
+  assert KNOBS <= set(SWITCHES) and set(SWITCHES) <= set(leaves)
+  for key, where in OPERATIONAL.items():
+    path, name = where.split("::")
+    with open(os.path.join(ROOT, path)) as f:
+      assert f"def {name}(" in f.read(), f"{key}: {where} does not exist"
+
+
+def test_base_trains(base):
+  assert all(np.isfinite(base["losses"])) and base["losses"][-1] < base["losses"][0], base["losses"]
+
+
+@pytest.mark.parametrize("key", sorted(SWITCHES))
+def test_flipping_changes_the_computation_and_trains(key, base):
+  kind, _ = SWITCHES[key]
+  overrides = flip_overrides(tiny_config(), key)
+  if kind == "platform":
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+      train.prepare(tiny_config(**overrides), CPU)
+    return
+  flipped = _run(overrides, TRAIN_STEPS)
+  first, base_first = flipped["losses"][0], base["losses"][0]
+  if kind == "exact":
+    np.testing.assert_allclose(first, base_first, rtol=2e-3)
+    assert flipped["lowered"]() != base["lowered"](), f"{key}: same program after flipping"
+  else:
+    if key.startswith("data."):  # a data switch changes the images the step sees
+      assert set(flipped["batch"]) != set(base["batch"]) or not np.array_equal(
+          flipped["batch"]["image"], base["batch"]["image"]), f"{key}: same batch"
+    assert abs(first - base_first) > 1e-6 * max(1.0, abs(base_first)), f"{key}: loss unchanged ({first})"
+  losses = flipped["losses"]
+  assert all(np.isfinite(losses)) and losses[-1] < losses[0], f"{key}: does not train: {losses}"
+
+
+def test_view_losses_report_their_metrics():
+  m = _run({"loss.contrastive.weight": 0.5, "loss.vicreg.weight": 0.05, "data.multicrop.num_local": 2}, 1)["metrics"]
+  for name in ("contrastive_loss", "contrastive_acc", "vicreg_loss", "vicreg_invariance", "vicreg_variance",
+               "vicreg_covariance", "jepa_loss"):
+    assert np.isfinite(m[name]), name
+  assert 0.0 <= m["contrastive_acc"] <= 1.0
+  assert m["loss"] > m["jepa_loss"]
+
+
+def test_aggressive_trains_on_generated_imagenet(tmp_path):
+  """configs/aggressive.py with every phase 1-3 feature on (FPN, contrastive two views, accumulation,
+  remat, LayerScale, 3-Augment) trains on an ImageNet-100 folder layout; Ti/16 at 96 px keeps it quick."""
+  from hjepa_jax.data import fake_data  # pylint: disable=g-import-not-at-top
+  fake_data.write_fake_imagenet(tmp_path / "imagenet", class_indices=(0, 1, 2, 3), per_class=8, size=(112, 112))
+  cfg = config_lib.load_config(os.path.join(ROOT, "configs", "aggressive.py"), "model=Ti/16")
+  cfg.data.imagenet100_dir = str(tmp_path / "imagenet")
+  cfg.data.image_size, cfg.data.batch_size = 96, 4
+  cfg.total_steps, cfg.log_every_steps, cfg.eval.every_epochs, cfg.best_metric = 3, 1, 0.0, ""
+  exp, _ = train.prepare(cfg, CPU)
+  assert exp.global_batch == 16 and exp.step_spec.model.fpn is not None and exp.step_spec.views.enabled
+  last = train.train_and_evaluate(cfg, str(tmp_path / "run"))
+  assert "train/nonfinite_steps" not in last
+  assert np.isfinite(last["train/loss"]) and 0.0 <= last["train/contrastive_acc"] <= 1.0
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["3"]
