@@ -135,4 +135,4 @@ def test_aggressive_trains_on_generated_imagenet(tmp_path):
   last = train.train_and_evaluate(cfg, str(tmp_path / "run"))
   assert "train/nonfinite_steps" not in last
   assert np.isfinite(last["train/loss"]) and 0.0 <= last["train/contrastive_acc"] <= 1.0
-  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["3"]
+  assert "3" in os.listdir(tmp_path / "run" / "checkpoints")
