@@ -132,9 +132,9 @@ def _view_losses(spec, params, ctx, masks, pred, views):
   if v.vicreg_weight > 0:
     terms = objectives.vicreg_terms(z, num_global=2)
     if v.vicreg_predictions:  # one embedding per predicted block: (B*M, D)
-      block_valid = masks["target_valid"]
-      block_mean = (pred * block_valid[..., None]).sum(2) / jnp.maximum(block_valid.sum(2), 1)[..., None]
-      pv, pc = objectives.variance_covariance(block_mean.reshape(-1, block_mean.shape[-1]))
+      b, m, k, d = pred.shape
+      block_mean = masked_mean(pred.reshape(b * m, k, d), masks["target_valid"].reshape(b * m, k))
+      pv, pc = objectives.variance_covariance(block_mean)
       terms = dict(terms, variance=terms["variance"] + pv, covariance=terms["covariance"] + pc)
     vic = objectives.vicreg_loss(terms, v.invariance, v.variance, v.covariance)
     loss += v.vicreg_weight * vic

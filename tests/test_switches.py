@@ -41,9 +41,8 @@ OPERATIONAL = {
 def _setup(overrides):
   exp, reader = train.prepare(tiny_config(**overrides), CPU)
   spec = exp.step_spec
-  state = init_state(spec.model, make_optimizer(spec.optim, jax.eval_shape(spec.model.init, jax.random.PRNGKey(0))),
-                     jax.random.PRNGKey(0))
-  tx = make_optimizer(spec.optim, state["params"])
+  tx = make_optimizer(spec.optim, jax.eval_shape(spec.model.init, jax.random.PRNGKey(0)))
+  state = init_state(spec.model, tx, jax.random.PRNGKey(0))
   it = data_lib.make_pretrain_iterator(reader.data, seed=0, batch_size=exp.global_batch,
                                        num_views=2 if spec.views.enabled else 1)
   batch = {k: v for k, v in next(it).items() if k in ("image", "image_view2", "local")}
