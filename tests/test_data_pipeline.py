@@ -8,15 +8,9 @@ import pytest
 import hjepa_jax.data as data
 from hjepa_jax.data import fake_data
 from hjepa_jax.data.ordering import MixtureOrder
+from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
 
 DIGITS_TRAIN = 1433
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    data.clear_cache()
-    yield
-    data.clear_cache()
 
 
 def _cfg(**overrides):

@@ -10,19 +10,13 @@ import tensorflow_datasets as tfds
 
 import hjepa_jax.data as data
 from hjepa_jax.data import cifar_local, digits, fake_data, files, imagenet100, tfds_source
+from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
 
 REAL_CIFAR10 = os.environ.get("HJEPA_CIFAR10_DIR")
 needs_real_cifar = pytest.mark.skipif(
     not (REAL_CIFAR10 and Path(REAL_CIFAR10, "data_batch_1").is_file()),
     reason="set HJEPA_CIFAR10_DIR to a cifar-10-batches-py folder to test on the real CIFAR-10",
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    data.clear_cache()
-    yield
-    data.clear_cache()
 
 
 def _cfg(**overrides):

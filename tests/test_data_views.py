@@ -10,15 +10,9 @@ from hjepa_jax.data import fake_data
 from hjepa_jax.data.ordering import MixtureOrder
 from hjepa_jax.data.sources import load_source
 from hjepa_jax.data.validate import check_data_config
+from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
 
 DIGITS_TRAIN = 1433
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    data.clear_cache()
-    yield
-    data.clear_cache()
 
 
 @pytest.fixture(scope="module")
