@@ -26,7 +26,12 @@ def _split_step_dir(path):
 
 
 class Checkpointer:
-  """Save/restore the train state pytree; `abstract_state` carries shapes, dtypes and shardings."""
+  """Save/restore the train state pytree; `abstract_state` carries shapes, dtypes and shardings.
+
+  Two orbax managers: `checkpoints/` keeps the newest k, `best/` the best by `best_metric`. One
+  manager cannot do both across the supported orbax range (0.11.x keeps the best k when best_fn is
+  set; newest-k-plus-best preservation policies exist only in newer releases).
+  """
 
   def __init__(self, workdir, keep, best_metric=None, best_mode="max"):
     self.latest = _manager(os.path.join(workdir, "checkpoints"), max_to_keep=keep)
@@ -92,21 +97,24 @@ def restore_for_eval(workdir, step=None, best=False):
   """
   kind = "best" if best else "checkpoints"
   root = os.path.join(os.path.abspath(workdir), kind)
-  steps = sorted(int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else []
+  manager = ocp.CheckpointManager(root) if os.path.isdir(root) else None
+  steps = sorted(manager.all_steps()) if manager else []
   if not steps:
+    if manager:
+      manager.close()
     hint = ("best/ is written only when the run has a best_metric and evaluates during training; "
             "drop --best to use the newest checkpoint" if best else
             "is it a run directory of launch/main.py, and has the run saved a checkpoint yet?")
     raise FileNotFoundError(f"no checkpoint in {root}: {hint}")
   step = steps[-1] if step is None else int(step)
   if step not in steps:
+    manager.close()
     raise FileNotFoundError(f"no checkpoint for step {step} in {root}; available steps: {steps}")
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   meta = ocp.StandardCheckpointer().metadata(os.path.join(root, str(step), "default"))
   meta = getattr(meta, "item_metadata", meta)  # newer orbax wraps the tree
   meta = getattr(meta, "tree", meta)
   target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
-  manager = ocp.CheckpointManager(root)
   try:
     return step, manager.restore(step, args=ocp.args.StandardRestore(target))
   finally:

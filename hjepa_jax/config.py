@@ -241,7 +241,8 @@ def resolve_steps(cfg, name, steps_per_epoch, *, allow_zero=False):
 def parse_arg(arg, **defaults):
   """big_vision-style config argument: "model=Ti/16,runlocal" -> dict with typed values.
 
-  Types come from the defaults; a bare name sets a bool to True; unknown names raise.
+  Types come from the defaults; a bool is `name`, `name=True` or `name=False` (anything else, like
+  "Ture", fails naming the argument rather than silently reading as False); unknown names raise.
   """
   out = dict(defaults)
   for item in filter(None, (arg or "").split(",")):
@@ -255,9 +256,16 @@ def parse_arg(arg, **defaults):
         raise ConfigError(f"config argument {name!r} needs a value ({name}=...)")
       out[name] = True
     elif kind is bool:
-      out[name] = value.strip().lower() in ("1", "true", "yes", "on")
+      text = value.strip()
+      if text not in ("True", "False"):
+        raise ConfigError(f"config argument {name!r} is a bool: write {name}=True or {name}=False "
+                          f"(or a bare {name}), got {name}={text!r}")
+      out[name] = text == "True"
     else:
-      out[name] = kind(value.strip())
+      try:
+        out[name] = kind(value.strip())
+      except ValueError:
+        raise ConfigError(f"config argument {name!r} needs a {kind.__name__}, got {name}={value.strip()!r}") from None
   return out
 
 

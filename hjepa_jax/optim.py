@@ -1,10 +1,14 @@
-"""AdamW with I-JEPA schedules: LR warmup + cosine, cosine weight-decay ramp, EMA momentum ramp."""
+"""AdamW with I-JEPA schedules, built from optax's own pieces.
+
+LR: linear warmup then cosine (`optax.warmup_cosine_decay_schedule`); weight decay: a cosine ramp
+weight_decay -> final_weight_decay (I-JEPA's 0.04 -> 0.4); both injected into `optax.adamw` with
+`optax.inject_hyperparams`, so the values of the current step live in the optimizer state and are
+logged from there. (optax 0.2.5, the jax-metal profile, accepts no schedule as adamw's
+weight_decay; inject_hyperparams works on every profile.) EMA momentum: `optax.linear_schedule`.
+"""
 import dataclasses
-import math
-from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 # Parameter-name fragments never decayed (besides every 1-D parameter: biases, norms, LayerScale).
@@ -13,27 +17,20 @@ NO_DECAY_NAMES = ("pos", "mask_token", "cls")
 
 @dataclasses.dataclass(frozen=True)
 class OptimSpec:
+  """Optimizer and EMA settings; experiment.optim_spec builds it from `config.optim` and `config.ema`."""
   total_steps: int
   warmup_steps: int
-  lr: float = 1.5e-4
-  start_lr: float = 0.0
-  final_lr: float = 1e-6
-  weight_decay: float = 0.04
-  final_weight_decay: float = 0.4
-  b1: float = 0.9
-  b2: float = 0.999
-  eps: float = 1e-8
-  clip_norm: float = 3.0        # global-norm clipping; 0 disables
-  ema_start: float = 0.996
-  ema_end: float = 1.0
-
-  def __post_init__(self):
-    if self.total_steps < 1:
-      raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
-    if not 0 <= self.warmup_steps <= self.total_steps:
-      raise ValueError(f"warmup_steps must be in [0, total_steps={self.total_steps}], got {self.warmup_steps}")
-    if not 0 <= self.ema_start <= self.ema_end <= 1:
-      raise ValueError(f"EMA momentum must satisfy 0 <= start <= end <= 1, got {self.ema_start}, {self.ema_end}")
+  lr: float
+  start_lr: float
+  final_lr: float
+  weight_decay: float
+  final_weight_decay: float
+  b1: float
+  b2: float
+  eps: float
+  clip_norm: float              # global-norm clipping; 0 disables
+  ema_start: float
+  ema_end: float
 
 
 def lr_schedule(spec: OptimSpec):
@@ -43,24 +40,15 @@ def lr_schedule(spec: OptimSpec):
       decay_steps=max(spec.total_steps, spec.warmup_steps + 1), end_value=spec.final_lr)
 
 
-def _cosine_ramp(start, end, total):
-  def fn(step):
-    t = jnp.clip(jnp.asarray(step, jnp.float32) / total, 0.0, 1.0)
-    return end + (start - end) * 0.5 * (1.0 + jnp.cos(math.pi * t))
-  return fn
-
-
 def wd_schedule(spec: OptimSpec):
-  """Weight decay weight_decay -> final_weight_decay along a half cosine (I-JEPA: 0.04 -> 0.4)."""
-  return _cosine_ramp(spec.weight_decay, spec.final_weight_decay, spec.total_steps)
+  """Weight decay weight_decay -> final_weight_decay along a half cosine over the run."""
+  unit = optax.cosine_decay_schedule(1.0, max(spec.total_steps, 1))  # 1 -> 0
+  return lambda step: spec.final_weight_decay + (spec.weight_decay - spec.final_weight_decay) * unit(step)
 
 
 def ema_schedule(spec: OptimSpec):
   """Target-encoder momentum, linear ema_start -> ema_end over the whole run (I-JEPA)."""
-  def fn(step):
-    t = jnp.clip(jnp.asarray(step, jnp.float32) / spec.total_steps, 0.0, 1.0)
-    return spec.ema_start + (spec.ema_end - spec.ema_start) * t
-  return fn
+  return optax.linear_schedule(spec.ema_start, spec.ema_end, max(spec.total_steps, 1))
 
 
 def decay_mask(params):
@@ -71,30 +59,20 @@ def decay_mask(params):
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
-class _WDState(NamedTuple):
-  count: jax.Array
-
-
-def add_scheduled_weight_decay(schedule, mask):
-  """Decoupled weight decay whose coefficient follows `schedule(update count)` on `mask`ed leaves."""
-  def init(params):
-    del params
-    return _WDState(jnp.zeros([], jnp.int32))
-
-  def update(updates, state, params):
-    wd = schedule(state.count)
-    updates = jax.tree_util.tree_map(lambda u, p, m: u + wd * p if m else u, updates, params, mask)
-    return updates, _WDState(state.count + 1)
-
-  return optax.GradientTransformation(init, update)
-
-
 def make_optimizer(spec: OptimSpec, params):
-  """clip -> Adam moments -> scheduled decoupled weight decay -> scheduled learning rate."""
-  parts = [optax.clip_by_global_norm(spec.clip_norm)] if spec.clip_norm > 0 else []
-  parts += [
-      optax.scale_by_adam(b1=spec.b1, b2=spec.b2, eps=spec.eps),
-      add_scheduled_weight_decay(wd_schedule(spec), decay_mask(params)),
-      optax.scale_by_learning_rate(lr_schedule(spec)),
-  ]
-  return optax.chain(*parts)
+  """clip by global norm -> AdamW with scheduled learning rate and decoupled weight decay.
+
+  `params` (arrays or ShapeDtypeStructs) fixes the decay mask.
+  """
+  adamw = optax.inject_hyperparams(optax.adamw)(
+      learning_rate=lr_schedule(spec), weight_decay=wd_schedule(spec), b1=spec.b1, b2=spec.b2, eps=spec.eps,
+      mask=decay_mask(params))
+  return optax.chain(optax.clip_by_global_norm(spec.clip_norm), adamw) if spec.clip_norm > 0 else adamw
+
+
+def hyperparams(opt_state):
+  """The injected hyperparameters (learning_rate, weight_decay, ...) the last update used."""
+  for s in (opt_state if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") else (opt_state,)):
+    if hasattr(s, "hyperparams"):
+      return s.hyperparams
+  raise ValueError("optimizer state has no injected hyperparameters")

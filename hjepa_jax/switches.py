@@ -6,7 +6,7 @@ gradient accumulation keeps the images per update. Kinds:
   changes:  the loss (or, for data switches, the images) must differ after flipping.
   exact:    equivalent by design (remat, fused attention, accumulation): same loss, other program.
   platform: a backend choice that is a no-op on CPU; its CUDA-only value is refused elsewhere.
-Not TensorFlow-dependent; safe to import from the core.
+Overrides are applied with ConfigDict's own `update_from_flattened_dict`. Not TensorFlow-dependent.
 """
 SWITCHES = {
     "model.fused_attention": ("exact", {"model.fused_attention": False}),
@@ -36,23 +36,8 @@ KNOBS = frozenset({"model.attention_impl", "model.remat", "model.dtype", "model.
                    "data.deit3_strength"})
 
 
-def get(cfg, key):
-  node = cfg
-  for part in key.split("."):
-    node = node[part]
-  return node
-
-
 def flip_overrides(cfg, key):
   """{dotted key: value} that flips `key` on top of `cfg` (callables resolved against cfg)."""
   _, overrides = SWITCHES[key]
   return {k: (v(cfg) if callable(v) else v) for k, v in overrides.items()}
 
-
-def apply(cfg, overrides):
-  """Sets dotted keys in place (the ConfigDict's own type checks apply) and returns cfg."""
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = get(cfg, ".".join(parents)) if parents else cfg
-    node[leaf] = value
-  return cfg

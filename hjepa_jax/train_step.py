@@ -20,57 +20,36 @@ import optax
 
 from hjepa_jax import losses, masks as masks_lib, objectives
 from hjepa_jax.model.hjepa import HJEPA, masked_mean, normalize_images
-from hjepa_jax.optim import OptimSpec, ema_schedule, lr_schedule, wd_schedule
+from hjepa_jax.optim import OptimSpec, ema_schedule, hyperparams
 
 
 @dataclasses.dataclass(frozen=True)
 class ViewLosses:
   """Losses between views of the same images (C-JEPA); a weight of 0 turns a term off."""
-  contrastive_weight: float = 0.0
-  temperature: float = 0.1
-  vicreg_weight: float = 0.0
-  invariance: float = 25.0
-  variance: float = 25.0
-  covariance: float = 1.0
-  vicreg_predictions: bool = False   # variance/covariance also on block-mean predicted features
-  num_local: int = 0                 # small crops per image, tied to the global views
+  contrastive_weight: float
+  temperature: float
+  vicreg_weight: float
+  invariance: float
+  variance: float
+  covariance: float
+  vicreg_predictions: bool           # variance/covariance also on block-mean predicted features
+  num_local: int                     # small crops per image, tied to the global views
 
   @property
   def enabled(self):
     return self.contrastive_weight > 0 or self.vicreg_weight > 0
 
-  def __post_init__(self):
-    if self.num_local and not self.enabled:
-      raise ValueError("local crops are only used by the contrastive / VICReg losses; enable one of them")
-    if self.vicreg_predictions and self.vicreg_weight <= 0:
-      raise ValueError("vicreg_predictions needs vicreg_weight > 0")
-    if self.temperature <= 0:
-      raise ValueError(f"temperature must be > 0, got {self.temperature}")
-
 
 @dataclasses.dataclass(frozen=True)
 class StepSpec:
-  """Static description of one update (everything but arrays)."""
+  """Static description of one update (everything but arrays); experiment.step_spec builds and checks it."""
   model: HJEPA
   masks: masks_lib.MaskSpec
   optim: OptimSpec
-  hierarchy_weights: tuple = (1.0,)
-  loss_type: str = "smooth_l1"
-  grad_accum_steps: int = 1
-  views: ViewLosses = ViewLosses()
-
-  def __post_init__(self):
-    if not 1 <= len(self.hierarchy_weights) <= 4:
-      raise ValueError(f"1 to 4 hierarchy levels are supported, got {len(self.hierarchy_weights)}")
-    if self.loss_type not in losses.LOSS_TYPES:
-      raise ValueError(f"loss type {self.loss_type!r} not in {losses.LOSS_TYPES}")
-    if self.grad_accum_steps < 1:
-      raise ValueError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
-    if self.views.enabled and self.model.projector is None:
-      raise ValueError("view-level losses need a model built with a projector (projector_hidden > 0)")
-    if self.model.fpn is not None and self.model.fpn.num_levels != len(self.hierarchy_weights):
-      raise ValueError(f"the FPN spans {self.model.fpn.num_levels} levels but the loss has "
-                       f"{len(self.hierarchy_weights)}")
+  hierarchy_weights: tuple
+  loss_type: str
+  grad_accum_steps: int
+  views: ViewLosses
 
 
 def init_state(model: HJEPA, optimizer, rng):
@@ -149,13 +128,16 @@ def _micro_batches(tree, k):
   return jax.tree_util.tree_map(split, tree)
 
 
+# optax >= 0.2.6 has optax.tree.norm and deprecates global_norm; 0.2.5 (jax-metal profile) has only the latter.
+_global_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
+
 VIEW_METRICS = ("jepa_loss", "contrastive_loss", "contrastive_acc", "vicreg_loss", "vicreg_invariance",
                 "vicreg_variance", "vicreg_covariance")
 
 
 def make_train_step(spec: StepSpec, optimizer):
   """Returns the pure `train_step(state, batch, rng) -> (state, metrics)`; jit it with state donated."""
-  lr_fn, wd_fn, ema_fn = lr_schedule(spec.optim), wd_schedule(spec.optim), ema_schedule(spec.optim)
+  ema_fn = ema_schedule(spec.optim)
   grad_fn = jax.value_and_grad(lambda p, t, x, m, v: loss_fn(spec, p, t, x, m, v), has_aux=True)
   k = spec.grad_accum_steps
 
@@ -188,12 +170,12 @@ def make_train_step(spec: StepSpec, optimizer):
         views["local"] = normalize_images(batch["local"])
     (loss, aux), grads = compute_grads(state["params"], state["target"], images, masks, views)
 
-    grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(grads)))
+    grad_norm = _global_norm(grads)
     updates, opt = optimizer.update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     momentum = ema_fn(step)
-    target = jax.tree_util.tree_map(lambda t, p: momentum * t + (1.0 - momentum) * p,
-                                    state["target"], params["encoder"])
+    target = optax.incremental_update(params["encoder"], state["target"], 1.0 - momentum)
+    hparams = hyperparams(opt)
     new_state = {"step": step + 1, "params": params, "target": target, "opt": opt}
 
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -202,8 +184,8 @@ def make_train_step(spec: StepSpec, optimizer):
     metrics = {
         "loss": loss,
         "grad_norm": grad_norm,
-        "lr": lr_fn(step),
-        "weight_decay": wd_fn(step),
+        "lr": hparams["learning_rate"],
+        "weight_decay": hparams["weight_decay"],
         "ema_momentum": momentum,
         "feature_variance": aux["feature_variance"],
         "feature_variance_target": aux["feature_variance_target"],

@@ -24,31 +24,36 @@ def main(argv):
   import jax  # noqa: E402
   import numpy as np  # noqa: E402
 
-  from hjepa_jax import platform, train  # noqa: E402
-  from hjepa_jax.masks import MaskSpec  # noqa: E402
-  from hjepa_jax.model import build_model  # noqa: E402
-  from hjepa_jax.optim import OptimSpec, make_optimizer  # noqa: E402
-  from hjepa_jax.train_step import StepSpec, init_state, make_train_step  # noqa: E402
+  from hjepa_jax import experiment, platform  # noqa: E402
+  from hjepa_jax.optim import make_optimizer  # noqa: E402
+  from hjepa_jax.train_step import init_state, make_train_step  # noqa: E402
 
   cfg = _CONFIG.value
   plat = platform.detect()
-  model = build_model(train.model_spec(cfg.model, cfg.data.image_size))
-  spec = StepSpec(model, MaskSpec(grid=model.grid, context_fraction=cfg.mask.context_fraction),
-                  OptimSpec(total_steps=1000, warmup_steps=10, lr=cfg.optim.lr),
-                  hierarchy_weights=tuple(cfg.loss.hierarchy_weights), grad_accum_steps=cfg.optim.grad_accum_steps)
-  params = model.init(jax.random.PRNGKey(0))
+  # The run's own step (model, masks, losses, accumulation) with schedules over a nominal 1000 steps.
+  spec = experiment.step_spec(cfg, total_steps=1000, warmup_steps=10)
+  model = spec.model
+  init_rng, step_rng = experiment.init_rngs(cfg.seed)
+  params = model.init(init_rng)
   tx = make_optimizer(spec.optim, params)
-  state = init_state(model, tx, jax.random.PRNGKey(0))
+  state = init_state(model, tx, init_rng)
   batch = cfg.data.batch_size * cfg.optim.grad_accum_steps
-  images = np.random.RandomState(0).randint(0, 256, (batch, cfg.data.image_size, cfg.data.image_size, 3), np.uint8)
+  rs = np.random.RandomState(0)
+  size = cfg.data.image_size
+  batch_data = {"image": rs.randint(0, 256, (batch, size, size, 3), np.uint8)}
+  if spec.views.enabled:  # the view-level losses read a second view and the local crops
+    batch_data["image_view2"] = rs.randint(0, 256, (batch, size, size, 3), np.uint8)
+    if spec.views.num_local:
+      local = cfg.data.multicrop.local_size
+      batch_data["local"] = rs.randint(0, 256, (batch, spec.views.num_local, local, local, 3), np.uint8)
   step = jax.jit(make_train_step(spec, tx), donate_argnums=(0,) if plat.donate else ())
   t0 = time.perf_counter()
-  state, metrics = step(state, {"image": images}, jax.random.PRNGKey(1))
+  state, metrics = step(state, batch_data, step_rng)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t0
   t0 = time.perf_counter()
   for _ in range(_STEPS.value):
-    state, metrics = step(state, {"image": images}, jax.random.PRNGKey(1))
+    state, metrics = step(state, batch_data, step_rng)
   jax.block_until_ready(metrics)
   per_step = (time.perf_counter() - t0) / _STEPS.value
   n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))

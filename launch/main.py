@@ -28,9 +28,10 @@ def main(argv):
   from hjepa_jax import train  # noqa: E402  (after TF is kept off the GPU)
   from hjepa_jax.config import ConfigError
   from hjepa_jax.data import DataError
+  # Known user-facing failures print one message; anything else is a bug and keeps its traceback.
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, DataError, train.TrainingDiverged) as e:
+  except (ConfigError, DataError, platform.PlatformError, train.TrainingDiverged) as e:
     logging.error("%s", e)
     sys.exit(f"error: {e}")
 

@@ -8,7 +8,6 @@ Writes WORKDIR/visualizations/*.png and report.html (open it in a browser). Imag
 with the run's own mask config.
 """
 import html
-import json
 import os
 import sys
 
@@ -34,25 +33,6 @@ CURVE_TAGS = ("train/loss", "train/loss_level_0", "train/loss_level_1", "train/l
               "eval/effective_rank", "eval/feature_std")
 
 
-def _load_config(workdir):
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found: --workdir must be a run directory of launch/main.py")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
-def _mask_spec(cfg, grid):
-  """The run's MaskSpec, built as train.build_experiment builds it."""
-  from hjepa_jax.masks import MaskSpec  # pylint: disable=g-import-not-at-top
-  mk = cfg.mask
-  return MaskSpec(grid=grid, num_targets=mk.num_targets, target_scale=tuple(mk.target_scale),
-                  target_aspect=tuple(mk.target_aspect), context_scale=tuple(mk.context_scale),
-                  context_aspect=tuple(mk.context_aspect), min_context=mk.min_context,
-                  context_fraction=mk.context_fraction)
-
-
 def _heads(values, num_heads):
   if [v.strip() for v in values] == ["all"]:
     return tuple(range(num_heads))
@@ -71,13 +51,13 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
   from hjepa_jax import data as data_lib
   from hjepa_jax.evaluation import monitoring, visuals
   from hjepa_jax.masks import sample_masks
-  from hjepa_jax.model import build_model
-  from hjepa_jax.train import model_spec
+  from hjepa_jax import experiment
+  from hjepa_jax.evaluation.runner import load_run_config
 
-  cfg = _load_config(workdir)
+  cfg = load_run_config(workdir)
   out = output or os.path.join(workdir, "visualizations")
   os.makedirs(out, exist_ok=True)
-  model = build_model(model_spec(cfg.model, cfg.data.image_size))
+  model = experiment.model(cfg)
   grid, enc = model.grid, model.encoder
   blocks = tuple(int(b) for b in blocks)
   for b in blocks:
@@ -89,7 +69,7 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
   images, labels = data_lib.load_labelled(cfg.data.eval_dataset, cfg.data.eval_split_test, cfg.data,
                                           image_size=model.image_size, max_examples=num_images)
   images, labels = images[:num_images], labels[:num_images]
-  masks = jax.device_get(sample_masks(jax.random.PRNGKey(seed), len(images), _mask_spec(cfg, grid)))
+  masks = jax.device_get(sample_masks(jax.random.PRNGKey(seed), len(images), experiment.mask_spec(cfg.mask, grid)))
   cols = [f"#{i} (label {int(y)})" for i, y in enumerate(labels)]
   figures = []  # (file, heading, caption)
 

@@ -1,34 +1,45 @@
-"""Tiny builders shared by the core tests (kept small: CPU compiles dominate test time)."""
+"""Tiny builders shared by the core tests (kept small: CPU compiles dominate test time).
+
+Everything is built from the config schema through hjepa_jax.experiment, as a run builds it, so
+the tests exercise the one path from config to model/step and restate no defaults.
+"""
 import os
 
 import jax
 import numpy as np
 
-from hjepa_jax import switches
-from hjepa_jax.config import load_config
-from hjepa_jax.masks import MaskSpec
-from hjepa_jax.model import BlockOptions, ModelSpec, build_model
-from hjepa_jax.optim import OptimSpec, make_optimizer
-from hjepa_jax.train_step import StepSpec, init_state, make_train_step
+from hjepa_jax import experiment
+from hjepa_jax.config import base_config, load_config
+from hjepa_jax.optim import make_optimizer
+from hjepa_jax.train_step import init_state, make_train_step
 
 
-def tiny_model(image_size=32, patch_size=4, width=32, depth=2, num_heads=2, block=BlockOptions(), **kw):
-  kw.setdefault("predictor_width", 32)
-  kw.setdefault("predictor_depth", 1)
-  kw.setdefault("predictor_num_heads", 2)
-  return build_model(ModelSpec(image_size=image_size, variant=None, width=width, depth=depth,
-                               num_heads=num_heads, patch_size=patch_size, block=block, **kw))
+def core_config(**overrides):
+  """base_config() with a tiny model: 32 px images, patch 4 (8x8 grid), width 32, depth 2, 2 levels.
+
+  overrides: {"dotted.key": value}, e.g. core_config(**{"model.rope": True}).
+  """
+  c = base_config()
+  c.model.variant = ""
+  c.model.width, c.model.depth, c.model.num_heads, c.model.patch_size = 32, 2, 2, 4
+  c.model.predictor.width, c.model.predictor.depth, c.model.predictor.num_heads = 32, 1, 2
+  c.data.image_size = 32
+  c.loss.num_hierarchies, c.loss.hierarchy_weights = 2, (1.0, 0.5)
+  c.optim.lr = 1e-3
+  c.update_from_flattened_dict(overrides)
+  return c
 
 
-def tiny_setup(total_steps=50, warmup_steps=5, lr=1e-3, weights=(1.0, 0.5), grad_accum_steps=1,
-               seed=0, model=None, **optim_kw):
-  """(spec, optimizer, state, pure train_step) for a tiny model on 32x32 images, 8x8 grid."""
-  model = model or tiny_model()
-  spec = StepSpec(model, MaskSpec(grid=model.grid), OptimSpec(total_steps, warmup_steps, lr=lr, **optim_kw),
-                  hierarchy_weights=weights, grad_accum_steps=grad_accum_steps)
-  params = model.init(jax.random.PRNGKey(seed))
-  tx = make_optimizer(spec.optim, params)
-  return spec, tx, init_state(model, tx, jax.random.PRNGKey(seed)), make_train_step(spec, tx)
+def tiny_model(**overrides):
+  return experiment.model(core_config(**overrides))
+
+
+def tiny_setup(total_steps=50, warmup_steps=5, seed=0, **overrides):
+  """(spec, optimizer, state, pure train_step) for core_config(**overrides)."""
+  spec = experiment.step_spec(core_config(**overrides), total_steps, warmup_steps)
+  init_rng = jax.random.PRNGKey(seed)
+  tx = make_optimizer(spec.optim, jax.eval_shape(spec.model.init, init_rng))
+  return spec, tx, init_state(spec.model, tx, init_rng), make_train_step(spec, tx)
 
 
 def synthetic_images(n, size=32, seed=0):
@@ -58,4 +69,5 @@ def tiny_config(**overrides):
   c.data.multicrop.local_size = 8
   c.mask.min_context = 4
   c.optim.lr = 3e-3
-  return switches.apply(c, overrides)
+  c.update_from_flattened_dict(overrides)
+  return c

@@ -10,7 +10,7 @@ from tests._core import synthetic_images, tiny_setup
 
 def test_target_equals_closed_form_ema():
   total, n = 10, 4
-  spec, _, state, step_fn = tiny_setup(total_steps=total, warmup_steps=0, lr=1e-2, ema_start=0.5, ema_end=0.9)
+  spec, _, state, step_fn = tiny_setup(total_steps=total, warmup_steps=0, **{"optim.lr": 1e-2, "ema.start": 0.5, "ema.end": 0.9})
   step_fn = jax.jit(step_fn)
   images = {"image": synthetic_images(8)}
   leaf = lambda s, key: np.asarray(jax.tree_util.tree_leaves(s[key] if key == "target" else s["params"]["encoder"])[3])

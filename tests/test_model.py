@@ -1,17 +1,18 @@
 """ViT encoder / predictor: shapes, dropped tokens, attention paths, RoPE, LayerScale, remat, dtype."""
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hjepa_jax.masks import MaskSpec, sample_masks
-from hjepa_jax.model import BlockOptions, ModelSpec, ViTEncoder, build_model, parse_variant
+from hjepa_jax import experiment
+from hjepa_jax.config import ConfigError
+from hjepa_jax.masks import sample_masks
+from hjepa_jax.model import ViTEncoder, parse_variant
 from hjepa_jax.model.vit import attention
-from tests._core import tiny_model
+from tests._core import core_config, tiny_model
 
 KEY = jax.random.PRNGKey(0)
+MASKS = lambda model: experiment.mask_spec(core_config().mask, model.grid)  # noqa: E731
 
 
 @pytest.mark.parametrize("variant, width, depth", [("Ti/16", 192, 12), ("S/16", 384, 12), ("B/16", 768, 12),
@@ -19,7 +20,7 @@ KEY = jax.random.PRNGKey(0)
 def test_variant_output_shapes(variant, width, depth):
   dims = parse_variant(variant)
   assert (dims["width"], dims["depth"]) == (width, depth)
-  enc = ViTEncoder(**dims)
+  enc = ViTEncoder(**dims, opts=experiment.block_options(core_config().model))
   images = jnp.zeros((2, 224, 224, 3))
   variables = jax.eval_shape(enc.init, KEY, images)
   out, aux = jax.eval_shape(enc.apply, variables, images)
@@ -29,18 +30,20 @@ def test_variant_output_shapes(variant, width, depth):
 
 
 def test_explicit_dims_override_variant_and_unknown_variant_fails():
-  model = build_model(ModelSpec(image_size=32, variant="S/16", patch_size=4, depth=2))
+  model = tiny_model(**{"model.variant": "S/16", "model.width": None, "model.num_heads": None})
   assert (model.encoder.width, model.encoder.depth, model.encoder.patch_size) == (384, 2, 4)
   with pytest.raises(ValueError, match="unknown ViT variant"):
     parse_variant("XL/16")
+  with pytest.raises(ConfigError, match="model.variant"):
+    tiny_model(**{"model.variant": "XL/16"})
 
 
 def test_predictor_shapes():
   model = tiny_model()
   params = model.init(KEY)
-  masks = jax.jit(sample_masks, static_argnums=(1, 2))(KEY, 3, MaskSpec(grid=model.grid))
+  masks = jax.jit(sample_masks, static_argnums=(1, 2))(KEY, 3, MASKS(model))
   pred, ctx = jax.jit(model.predict)(params, jnp.zeros((3, 32, 32, 3)), masks)
-  spec = MaskSpec(grid=model.grid)
+  spec = MASKS(model)
   assert pred.shape == (3, 4, spec.target_capacity, model.encoder.width)
   assert ctx.shape == (3, spec.context_capacity, model.encoder.width)
 
@@ -48,7 +51,7 @@ def test_predictor_shapes():
 def test_context_encoder_ignores_masked_out_pixels():
   model = tiny_model()
   params = model.init(KEY)
-  masks = jax.device_get(jax.jit(sample_masks, static_argnums=(1, 2))(KEY, 2, MaskSpec(grid=model.grid)))
+  masks = jax.device_get(jax.jit(sample_masks, static_argnums=(1, 2))(KEY, 2, MASKS(model)))
   encode = jax.jit(model.encode)
   images = np.asarray(jax.random.normal(KEY, (2, 32, 32, 3)))
   perturbed = images.copy()
@@ -80,28 +83,28 @@ def test_fused_and_einsum_attention_agree_with_mask():
   np.testing.assert_allclose(attn(q, k2, v, valid, fused=True), fused, atol=1e-5)
 
 
-def _encode(opts, images=None):
-  model = tiny_model(block=opts)
+def _encode(overrides, images=None):
+  model = tiny_model(**overrides)
   params = model.init(KEY)
   images = jax.random.normal(KEY, (2, 32, 32, 3)) if images is None else images
   return model, params, jax.jit(model.encode)(params["encoder"], images)[0]
 
 
 def test_fused_and_einsum_encoders_agree():
-  _, _, a = _encode(BlockOptions(fused_attention=True))
-  _, _, b = _encode(BlockOptions(fused_attention=False))
+  _, _, a = _encode({"model.fused_attention": True})
+  _, _, b = _encode({"model.fused_attention": False})
   np.testing.assert_allclose(a, b, atol=1e-4)
 
 
-@pytest.mark.parametrize("switch", [dict(rope=True), dict(layerscale_init=0.1)])
+@pytest.mark.parametrize("switch", [{"model.rope": True}, {"model.layerscale": True, "model.layerscale_init": 0.1}])
 def test_rope_and_layerscale_change_the_output(switch):
-  _, _, base = _encode(BlockOptions())
-  _, _, on = _encode(BlockOptions(**switch))
+  _, _, base = _encode({})
+  _, _, on = _encode(switch)
   assert np.abs(np.asarray(base) - np.asarray(on)).max() > 1e-3
 
 
 def test_layerscale_adds_gamma_params_with_init_value():
-  model, params, _ = _encode(BlockOptions(layerscale_init=1e-5))
+  model, params, _ = _encode({"model.layerscale": True, "model.layerscale_init": 1e-5})
   gamma = params["encoder"]["transformer"]["block_0"]["ls1"]
   np.testing.assert_allclose(gamma, 1e-5)
 
@@ -110,27 +113,38 @@ def test_layerscale_adds_gamma_params_with_init_value():
 def test_remat_changes_nothing_numerically(policy):
   images = jax.random.normal(KEY, (2, 32, 32, 3))
 
-  def grads(opts):
-    model = tiny_model(block=opts)
+  def grads(overrides):
+    model = tiny_model(**overrides)
     params = model.init(KEY)
     return jax.jit(jax.grad(lambda p: jnp.sum(model.encode(p, images)[0] ** 2)))(params["encoder"])
 
-  a, b = grads(BlockOptions()), grads(BlockOptions(remat=policy))
+  a, b = grads({}), grads({"model.remat": policy})
   jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
 
 
 def test_bfloat16_compute_keeps_float32_params():
-  model, params, out = _encode(BlockOptions(dtype="bfloat16"))
+  model, params, out = _encode({"model.dtype": "bfloat16"})
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
   assert out.dtype == jnp.float32 and np.isfinite(np.asarray(out)).all()
-  _, _, ref = _encode(BlockOptions())
+  _, _, ref = _encode({})
   assert np.abs(np.asarray(out) - np.asarray(ref)).max() > 0  # really computed in bf16
 
 
-def test_bad_block_options_fail():
-  with pytest.raises(ValueError, match="remat"):
-    BlockOptions(remat="everything")
-  with pytest.raises(ValueError, match="dtype"):
-    BlockOptions(dtype="float64")
-  with pytest.raises(ValueError, match="divisible"):
-    build_model(ModelSpec(image_size=30, variant="S/16", patch_size=4))
+@pytest.mark.parametrize("overrides, key", [({"model.remat": "everything"}, "model.remat"),
+                                            ({"model.dtype": "float64"}, "model.dtype"),
+                                            ({"data.image_size": 30}, "data.image_size"),
+                                            ({"model.num_heads": 3}, "model.num_heads"),
+                                            ({"model.fpn.fusion": "sum"}, "model.fpn.fusion")])
+def test_bad_model_options_fail_naming_the_key(overrides, key):
+  with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+    tiny_model(**overrides)
+
+
+def test_init_compiles_once_per_model():
+  from hjepa_jax.model.hjepa import _jitted_init  # pylint: disable=g-import-not-at-top
+  model = tiny_model()
+  model.init(KEY)
+  compiled = _jitted_init._cache_size()  # pylint: disable=protected-access
+  model.init(jax.random.PRNGKey(1))
+  tiny_model().init(KEY)  # an equal model built again hits the same cache
+  assert _jitted_init._cache_size() == compiled  # pylint: disable=protected-access

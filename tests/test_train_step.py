@@ -3,12 +3,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hjepa_jax import optim
-from tests._core import synthetic_images, tiny_setup
+from hjepa_jax import experiment, optim
+from tests._core import core_config, synthetic_images, tiny_setup
 
 
 def test_compiles_once_and_loss_falls():
-  spec, _, state, step_fn = tiny_setup(total_steps=50, warmup_steps=5, lr=2e-3)
+  spec, _, state, step_fn = tiny_setup(total_steps=50, warmup_steps=5, **{"optim.lr": 2e-3})
   traces = []
 
   def counted(*args):
@@ -41,7 +41,7 @@ def test_grad_accumulation_equals_one_large_batch():
   rng = jax.random.PRNGKey(1)
   outs = []
   for k in (1, 4):
-    _, _, state, step_fn = tiny_setup(grad_accum_steps=k, warmup_steps=0, lr=1e-2, eps=1.0)
+    _, _, state, step_fn = tiny_setup(warmup_steps=0, **{"optim.grad_accum_steps": k, "optim.lr": 1e-2, "optim.eps": 1.0})
     step = jax.jit(step_fn)
     for _ in range(2):
       state, metrics = step(state, images, rng)
@@ -75,7 +75,8 @@ def test_weight_decay_mask_excludes_biases_norms_and_tokens():
 
 
 def test_schedules_follow_ijepa():
-  spec = optim.OptimSpec(total_steps=100, warmup_steps=10, lr=1e-3, start_lr=1e-4, final_lr=1e-6)
+  cfg = core_config(**{"optim.lr": 1e-3, "optim.start_lr": 1e-4, "optim.final_lr": 1e-6})
+  spec = experiment.optim_spec(cfg, total_steps=100, warmup_steps=10)
   lr, wd, ema = optim.lr_schedule(spec), optim.wd_schedule(spec), optim.ema_schedule(spec)
   np.testing.assert_allclose([lr(0), lr(5), lr(10), lr(100)], [1e-4, 5.5e-4, 1e-3, 1e-6], rtol=1e-5)
   assert lr(50) < lr(20) < 1e-3

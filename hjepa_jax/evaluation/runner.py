@@ -26,8 +26,7 @@ from hjepa_jax.evaluation.features import FEATURE_KINDS, extract_features, make_
 from hjepa_jax.evaluation.fewshot import fewshot_episodes, ridge_fewshot
 from hjepa_jax.evaluation.knn import knn_classify
 from hjepa_jax.evaluation.linear_probe import linear_probe
-from hjepa_jax.model import build_model
-from hjepa_jax.train import model_spec
+from hjepa_jax import experiment
 
 EVAL_TYPES = ("knn", "linear_probe", "fewshot", "features")
 KNN_KS = (1, 5, 20, 200)
@@ -116,7 +115,7 @@ def encoder_params(model, cfg, workdir, *, step, best, random_init):
   if random_init:
     if step is not None or best:
       raise EvaluationError("--random_init evaluates the run's step-0 encoder; drop --step and --best")
-    init_rng, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))  # exactly train.py's initialisation
+    init_rng, _ = experiment.init_rngs(cfg.seed)  # exactly train.py's initialisation
     return 0, model.init(init_rng)["encoder"], f"random init (seed {cfg.seed})"
   step, state = ckpt_lib.restore_for_eval(workdir, step, best)
   return step, state["target"], f"{'best' if best else 'checkpoints'}/{step} (target encoder)"
@@ -212,7 +211,7 @@ def evaluate_run(workdir, *, step=None, best=False, eval_types=("all",), dataset
   num_classes = data_lib.num_classes(name)
   if max_examples is None:
     max_examples = data_cfg.eval_max_examples
-  model = build_model(model_spec(cfg.model, data_cfg.image_size))
+  model = experiment.model(cfg)
   names = feature_names(model, feature_kinds)
 
   seconds = {}

@@ -45,16 +45,9 @@ class FPN(nn.Module):
   """
   num_levels: int
   feature_dim: int
-  fusion: str = "add"
+  fusion: str                     # one of FUSIONS (checked at start-up: model.fpn.fusion)
   out_dim: Optional[int] = None
   dtype: Any = jnp.float32
-
-  def __post_init__(self):
-    if self.fusion not in FUSIONS:
-      raise ValueError(f"FPN fusion {self.fusion!r} not in {FUSIONS}")
-    if self.num_levels < 1:
-      raise ValueError(f"FPN needs num_levels >= 1, got {self.num_levels}")
-    super().__post_init__()
 
   @nn.compact
   def __call__(self, levels, idx, grid):

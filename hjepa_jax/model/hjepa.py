@@ -7,6 +7,7 @@ top-down (model.fpn.*), `projector` maps pooled context embeddings of whole view
 of the contrastive / VICReg losses (loss.contrastive, loss.vicreg).
 """
 import dataclasses
+import functools
 from typing import Optional
 
 import jax
@@ -17,7 +18,7 @@ from hjepa_jax import hierarchy
 from hjepa_jax.model.fpn import FPN
 from hjepa_jax.model.predictor import Predictor
 from hjepa_jax.model.projector import Projector
-from hjepa_jax.model.vit import BlockOptions, ViTEncoder, encoder_from_config
+from hjepa_jax.model.vit import BlockOptions, ViTEncoder
 
 # Images arrive as uint8 (small host->device copies) and are normalised on device.
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -32,22 +33,21 @@ def normalize_images(images):
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """Everything that fixes the architecture (all of it comes from `config.model`)."""
+  """Everything that fixes the architecture; experiment.model_spec builds it from `config.model`."""
   image_size: int
-  variant: str = "S/16"
-  width: int = None
-  depth: int = None
-  num_heads: int = None
-  patch_size: int = None
-  block: BlockOptions = BlockOptions()
-  predictor_width: int = 384
-  predictor_depth: int = 6
-  predictor_num_heads: int = 6
-  fpn_levels: int = 0             # 0: no FPN; else the number of hierarchy levels it spans
-  fpn_feature_dim: int = 256
-  fpn_fusion: str = "add"
-  projector_hidden: int = 0       # 0: no projector (no view-level loss)
-  projector_dim: int = 256
+  width: int
+  depth: int
+  num_heads: int
+  patch_size: int
+  block: BlockOptions
+  predictor_width: int
+  predictor_depth: int
+  predictor_num_heads: int
+  fpn_levels: int                 # 0: no FPN; else the number of hierarchy levels it spans
+  fpn_feature_dim: int
+  fpn_fusion: str
+  projector_hidden: int           # 0: no projector (no view-level loss)
+  projector_dim: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +64,12 @@ class HJEPA:
     return (g, g)
 
   def init(self, rng):
-    """float32 params {"encoder", "predictor"}, initialised under jit (eager init is slow)."""
-    return jax.jit(self._init)(rng)
+    """float32 params {"encoder", "predictor"[, "fpn", "projector"]}, initialised under jit.
+
+    Eager init is slow; the jitted init is cached per model (HJEPA is hashable), so calling it
+    again, e.g. for a random-init baseline, does not compile again.
+    """
+    return _jitted_init(self, rng)
 
   def _init(self, rng):
     k_enc, k_pred = jax.random.split(rng)
@@ -125,14 +129,14 @@ def masked_mean(tokens, valid=None):
   return (tokens * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_init(model, rng):
+  return model._init(rng)  # pylint: disable=protected-access
+
+
 def build_model(spec: ModelSpec) -> HJEPA:
-  encoder = encoder_from_config(spec.variant, spec.block, width=spec.width, depth=spec.depth,
-                                num_heads=spec.num_heads, patch_size=spec.patch_size)
-  if spec.image_size % encoder.patch_size:
-    raise ValueError(f"image_size {spec.image_size} is not divisible by patch size {encoder.patch_size}")
-  if spec.predictor_width % spec.predictor_num_heads:
-    raise ValueError(f"predictor width {spec.predictor_width} is not divisible by its num_heads "
-                     f"{spec.predictor_num_heads}")
+  """HJEPA from a ModelSpec whose values experiment.model_spec has checked."""
+  encoder = ViTEncoder(spec.width, spec.depth, spec.num_heads, spec.patch_size, opts=spec.block)
   predictor = Predictor(spec.predictor_width, spec.predictor_depth, spec.predictor_num_heads,
                         out_width=encoder.width, opts=spec.block)
   fpn = None

@@ -16,7 +16,7 @@ class Predictor(nn.Module):
   depth: int
   num_heads: int
   out_width: int
-  opts: BlockOptions = BlockOptions()
+  opts: BlockOptions
 
   @nn.compact
   def __call__(self, ctx, ctx_idx, ctx_valid, tgt_idx, tgt_valid, grid):

@@ -6,8 +6,6 @@ their grid positions and a validity mask, so the same blocks run on a dropped-to
 static shapes; padded tokens are never attended to.
 """
 import dataclasses
-from typing import Any, Optional
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -44,23 +42,15 @@ def parse_variant(name):
 
 @dataclasses.dataclass(frozen=True)
 class BlockOptions:
-  """Switches shared by every transformer block; each one changes the computation."""
-  mlp_ratio: float = 4.0
-  fused_attention: bool = True   # jax.nn.dot_product_attention vs. a plain einsum softmax
-  attention_impl: str = "auto"   # "auto" lets jax/the plugin choose; "xla" | "cudnn" force one
-  layerscale_init: float = 0.0   # > 0 enables LayerScale (CaiT/DeiT-III) with this init value
-  rope: bool = False             # 2-D rotary embedding of q/k on the patch grid
-  rope_base: float = 100.0
-  remat: str = "none"            # per-block jax.checkpoint policy name, or "none"
-  dtype: str = "float32"         # compute dtype; params stay float32
-
-  def __post_init__(self):
-    if self.remat not in REMAT_POLICIES:
-      raise ValueError(f"remat policy {self.remat!r} not in {REMAT_POLICIES}")
-    if self.attention_impl not in ATTENTION_IMPLS:
-      raise ValueError(f"attention_impl {self.attention_impl!r} not in {ATTENTION_IMPLS}")
-    if self.dtype not in DTYPES:
-      raise ValueError(f"dtype {self.dtype!r} not in {tuple(DTYPES)}")
+  """Switches shared by every transformer block (built from `config.model` by experiment.py)."""
+  mlp_ratio: float
+  fused_attention: bool          # jax.nn.dot_product_attention vs. a plain einsum softmax
+  attention_impl: str            # "auto" lets jax/the plugin choose; "xla" | "cudnn" force one
+  layerscale_init: float         # > 0 enables LayerScale (CaiT/DeiT-III) with this init value
+  rope: bool                     # 2-D rotary embedding of q/k on the patch grid
+  rope_base: float
+  remat: str                     # per-block jax.checkpoint policy name, or "none"
+  dtype: str                     # compute dtype; params stay float32
 
   @property
   def compute_dtype(self):
@@ -146,7 +136,7 @@ class ViTEncoder(nn.Module):
   depth: int
   num_heads: int
   patch_size: int
-  opts: BlockOptions = BlockOptions()
+  opts: BlockOptions
 
   @nn.compact
   def __call__(self, images, token_idx=None, token_valid=None):
@@ -166,15 +156,3 @@ class ViTEncoder(nn.Module):
     x, hidden = Transformer(self.width, self.depth, self.num_heads, self.opts, name="transformer")(
         x, positions, token_valid)
     return x.astype(jnp.float32), {"blocks": hidden, "grid": grid}
-
-
-def encoder_from_config(variant: Optional[str], opts: BlockOptions, **explicit: Any) -> ViTEncoder:
-  """Builds an encoder from a variant name, with explicit width/depth/num_heads/patch_size overrides."""
-  dims = parse_variant(variant) if variant else {}
-  dims.update({k: v for k, v in explicit.items() if v is not None})
-  missing = {"width", "depth", "num_heads", "patch_size"} - set(dims)
-  if missing:
-    raise ValueError(f"model needs a variant (e.g. 'S/16') or explicit {sorted(missing)}")
-  if dims["width"] % dims["num_heads"]:
-    raise ValueError(f"width {dims['width']} is not divisible by num_heads {dims['num_heads']}")
-  return ViTEncoder(opts=opts, **dims)
