@@ -23,7 +23,7 @@ from hjepa_jax import data as data_lib
 from hjepa_jax import platform as platform_lib
 from hjepa_jax.config import ConfigError, require
 from hjepa_jax import masks as masks_lib
-from hjepa_jax.evaluation.visuals import mask_overlay
+from hjepa_jax.tools.overlay import mask_overlay
 from hjepa_jax.masks import MaskSpec
 from hjepa_jax.model import BlockOptions, ModelSpec, build_model
 from hjepa_jax.optim import OptimSpec, make_optimizer
