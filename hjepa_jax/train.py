@@ -20,8 +20,8 @@ from hjepa_jax import data as data_lib
 from hjepa_jax import experiment as experiment_lib
 from hjepa_jax import masks as masks_lib
 from hjepa_jax import platform as platform_lib
-from hjepa_jax.evaluation.visuals import mask_overlay
 from hjepa_jax.optim import make_optimizer
+from hjepa_jax.tools.overlay import mask_overlay
 from hjepa_jax.train_step import init_state, make_train_step
 
 

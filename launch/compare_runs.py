@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from hjepa_jax.evaluation import monitoring  # noqa: E402
+from hjepa_jax.tools import events, figures  # noqa: E402
 
 _OUTPUT = flags.DEFINE_string("output", "comparison", "Directory for comparison.md and curves.png.")
 
@@ -81,14 +81,13 @@ def comparison_table(columns):
 
 def compare(workdirs, output):
   """Writes OUTPUT/comparison.md and OUTPUT/curves.png; returns the markdown."""
-  from hjepa_jax.evaluation import visuals  # pylint: disable=g-import-not-at-top  (matplotlib)
   names = run_names(workdirs)
   columns, curves, notes = {}, {}, []
   for name, workdir in zip(names, workdirs):
     if not os.path.isdir(workdir):
       raise FileNotFoundError(f"{workdir}: no such run directory")
-    scalars = monitoring.read_scalars(workdir)
-    metrics = {k: v for k, v in monitoring.last_values(scalars).items() if k not in SKIP}
+    scalars = events.read_scalars(workdir)
+    metrics = {k: v for k, v in events.last_values(scalars).items() if k not in SKIP}
     steps = [int(s[-1]) for s, _ in scalars.values() if len(s)]
     if steps:
       metrics["step"] = float(max(steps))
@@ -101,7 +100,7 @@ def compare(workdirs, output):
   text += comparison_table(columns) + "".join(f"\nNote: {n}" for n in notes)
   with open(os.path.join(output, "comparison.md"), "w") as f:
     f.write(text)
-  drawn = visuals.plot_curves(curves, CURVE_TAGS, os.path.join(output, "curves.png"))
+  drawn = figures.plot_curves(curves, CURVE_TAGS, os.path.join(output, "curves.png"))
   return text, drawn
 
 

@@ -2,7 +2,7 @@
 
     python launch/monitor.py results/conservative [--follow] [--interval=30] [--epoch_budget_min=12]
 
-Alerts follow the critical-metrics table in hjepa_jax/evaluation/monitoring.py (feature std < 0.1
+Alerts follow the critical-metrics table in hjepa_jax/tools/monitor.py (feature std < 0.1
 warning / < 0.05 critical, grad norm > 5 / > 50, loss rising, time per epoch over budget, no log
 line for long). Reads only WORKDIR/logs/training.log (no TensorFlow, no device work), so it costs
 next to nothing beside the training process. --follow repeats every --interval seconds until the run finishes,
@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from hjepa_jax.evaluation import monitoring  # noqa: E402
+from hjepa_jax.tools import monitor  # noqa: E402
 
 _FOLLOW = flags.DEFINE_bool("follow", False, "Keep printing a status every --interval seconds until the run ends.")
 _INTERVAL = flags.DEFINE_float("interval", 30.0, "Seconds between checks with --follow.")
@@ -31,12 +31,12 @@ def report(workdir, epoch_budget_min):
   if not os.path.isfile(log_path):
     raise FileNotFoundError(f"{log_path} not found: is {workdir} a run directory of launch/main.py, and has the "
                             "run started?")
-  log = monitoring.read_log(workdir)
+  log = monitor.read_log(workdir)
   now = datetime.datetime.now()
-  pid = monitoring.find_training_process(workdir) if log.state == "running" else None
-  line = monitoring.status_line(log, os.path.basename(os.path.abspath(workdir)),
-                                monitoring.process_memory_gib(pid), now=now)
-  alerts = monitoring.check(log, epoch_budget_min or None, now=now)
+  pid = monitor.find_training_process(workdir) if log.state == "running" else None
+  line = monitor.status_line(log, os.path.basename(os.path.abspath(workdir)), monitor.process_memory_gib(pid),
+                             now=now)
+  alerts = monitor.check(log, epoch_budget_min or None, now=now)
   stamp = now.strftime("%H:%M:%S")
   return "\n".join([f"[{stamp}] {line}"] + [f"  {a}" for a in alerts]), log, alerts
 

@@ -49,10 +49,10 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
 
   from hjepa_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   from hjepa_jax import data as data_lib
-  from hjepa_jax.evaluation import monitoring, visuals
   from hjepa_jax.masks import sample_masks
   from hjepa_jax import experiment
   from hjepa_jax.evaluation.runner import load_run_config
+  from hjepa_jax.tools import events, figures, maps, overlay
 
   cfg = load_run_config(workdir)
   out = output or os.path.join(workdir, "visualizations")
@@ -71,23 +71,23 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
   images, labels = images[:num_images], labels[:num_images]
   masks = jax.device_get(sample_masks(jax.random.PRNGKey(seed), len(images), experiment.mask_spec(cfg.mask, grid)))
   cols = [f"#{i} (label {int(y)})" for i, y in enumerate(labels)]
-  figures = []  # (file, heading, caption)
+  shown = []  # (file, heading, caption)
 
   def save(name, rows, row_labels, heading, caption, **kw):
-    visuals.save_panels(os.path.join(out, name), rows, row_labels, cols, **kw)
-    figures.append((name, heading, caption))
+    figures.save_panels(os.path.join(out, name), rows, row_labels, cols, **kw)
+    shown.append((name, heading, caption))
 
-  overlay = visuals.mask_overlay(images, masks, grid)
+  overlaid = overlay.mask_overlay(images, masks, grid)
   n_ctx = masks["context_valid"].sum(-1)
-  save("masks.png", [list(images), list(overlay)], ["image", "masks"], "Masks",
+  save("masks.png", [list(images), list(overlaid)], ["image", "masks"], "Masks",
        f"Context patches unchanged, the {cfg.mask.num_targets} target blocks tinted one colour each, patches in "
        f"neither darkened. Context tokens per image: {', '.join(str(int(c)) for c in n_ctx)} of "
        f"{grid[0] * grid[1]}.")
 
-  weights = visuals.attention_weights(model, state["target"], images, blocks)
+  weights = maps.attention_weights(model, state["target"], images, blocks)
   centre = (grid[0] // 2, grid[1] // 2)
-  received = visuals.attention_maps(weights, grid, heads)
-  from_centre = visuals.attention_maps(weights, grid, heads, query=centre)
+  received = maps.attention_maps(weights, grid, heads)
+  from_centre = maps.attention_maps(weights, grid, heads, query=centre)
   names = [f"block {b % enc.depth} head {h}" for b in blocks for h in heads]
   flat = lambda m: [list(m[:, i, j]) for i in range(m.shape[1]) for j in range(m.shape[2])]
   save("attention_received.png", [list(images)] + flat(received), ["image"] + names, "Attention received",
@@ -97,30 +97,30 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
   save("attention_query.png", [list(images)] + flat(from_centre), ["image"] + names, "Attention from the centre",
        f"Where the patch at row {centre[0]}, column {centre[1]} (star) attends.", marks=marks)
 
-  feats = visuals.patch_features(model, state["target"], images)
-  save("pca.png", [list(images), list(visuals.pca_rgb(feats, grid, True)), list(visuals.pca_rgb(feats, grid, False))],
+  feats = maps.patch_features(model, state["target"], images)
+  save("pca.png", [list(images), list(maps.pca_rgb(feats, grid, True)), list(maps.pca_rgb(feats, grid, False))],
        ["image", "PCA (shared)", "PCA (per image)"], "PCA of patch features",
        "Top-3 principal components of the target encoder's patch features as RGB: fitted on all shown images "
        "together (equal colours = similar features across images), then on each image alone.")
 
   levels = int(cfg.loss.num_hierarchies)
-  maps, per_level = visuals.prediction_errors(model, state["params"], state["target"], images, masks, levels,
-                                              cfg.loss.type)
-  scalars = monitoring.read_scalars(workdir)
-  logged = monitoring.last_values(scalars)
-  save("errors.png", [list(overlay)] + [list(m) for m in maps],
+  error_maps, per_level = maps.prediction_errors(model, state["params"], state["target"], images, masks, levels,
+                                                 cfg.loss.type)
+  scalars = events.read_scalars(workdir)
+  logged = events.last_values(scalars)
+  save("errors.png", [list(overlaid)] + [list(m) for m in error_maps],
        ["masks"] + [f"level {k} ({2 ** k}x{2 ** k})" for k in range(levels)], "Prediction error per level",
        f"{cfg.loss.type} error of the predictor against the layer-normalised target features, per target patch "
        "(level 0) and per pooled cell (level k, painted over the whole cell); grey: no target there. One colour "
        "scale per level.")
   error_rows = [(k, float(per_level[k].mean()), logged.get(f"train/loss_level_{k}")) for k in range(levels)]
 
-  if visuals.plot_curves({os.path.basename(os.path.abspath(workdir)): scalars}, CURVE_TAGS,
+  if figures.plot_curves({os.path.basename(os.path.abspath(workdir)): scalars}, CURVE_TAGS,
                          os.path.join(out, "curves.png")):
-    figures.append(("curves.png", "Training curves", "Scalars from the run's TensorBoard event files."))
+    shown.append(("curves.png", "Training curves", "Scalars from the run's TensorBoard event files."))
 
   path = os.path.join(out, "report.html")
-  _write_html(path, workdir, step, best, cfg, model, figures, error_rows, logged)
+  _write_html(path, workdir, step, best, cfg, model, shown, error_rows, logged)
   return path
 
 

@@ -1,5 +1,6 @@
 """Collapse diagnostics: RankMe effective rank, feature std/entropy, collapse flag, hierarchy CKA."""
 
+import itertools
 import json
 
 import numpy as np
@@ -10,8 +11,6 @@ from hjepa_jax.evaluation import (
   effective_rank,
   feature_entropy,
   feature_std,
-  hierarchy_report,
-  linear_cka,
   rank_ratio,
 )
 
@@ -83,6 +82,29 @@ def test_token_features_are_flattened():
   x = np.random.default_rng(5).normal(size=(16, 8, 32)).astype(np.float32)
   assert feature_std(x) == pytest.approx(feature_std(x.reshape(-1, 32)), rel=1e-6)
   assert collapse_report(x)["num_samples"] == 128
+
+
+def linear_cka(x, y):
+  """Linear CKA (Kornblith et al. 2019) of [N, Dx] and [N, Dy]: 1 = the same up to rotation and scale."""
+  x, y = (np.asarray(a, np.float64) for a in (x, y))
+  x, y = x - x.mean(0), y - y.mean(0)
+  return float(np.sum((y.T @ x) ** 2) / np.sqrt(np.sum((x.T @ x) ** 2) * np.sum((y.T @ y) ** 2)))
+
+
+def hierarchy_report(level_feats):
+  """Per-level collapse stats, and linear CKA between token-mean-pooled levels (~1: the levels do not differ).
+
+  Here, not in the library, as nothing but this test uses it: it checks the collapse metrics on levels of
+  different widths and token counts.
+  """
+  levels, pooled = {}, {}
+  for name, feats in level_feats.items():
+    f = np.asarray(feats, np.float32)
+    levels[str(name)] = {"feature_std": feature_std(f), "effective_rank": effective_rank(f),
+                         "rank_ratio": rank_ratio(f), "dim": int(f.shape[-1])}
+    pooled[str(name)] = f.mean(1) if f.ndim == 3 else f
+  cka = {f"{a}|{b}": linear_cka(pooled[a], pooled[b]) for a, b in itertools.combinations(pooled, 2)}
+  return {"levels": levels, "cka": cka, "mean_cka": float(np.mean(list(cka.values())))}
 
 
 def test_hierarchy_report():

@@ -1,4 +1,4 @@
-"""Run tools: visualize.py, compare_runs.py, monitor.py on one smoke run; the visuals/monitoring helpers.
+"""Run tools: visualize.py, compare_runs.py, monitor.py on one smoke run; the hjepa_jax.tools helpers.
 
 One short training run serves the whole module; it starts in the background when the module does,
 so the unit tests (first in the file) run while it trains.
@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hjepa_jax.evaluation import monitoring, visuals
 from hjepa_jax.masks import MaskSpec
 from hjepa_jax.model.hjepa import normalize_images
 from hjepa_jax.optim import OptimSpec
+from hjepa_jax.tools import events, maps, monitor, overlay
 from hjepa_jax.train_step import StepSpec, loss_fn
 from tests._core import synthetic_images, tiny_model
 
@@ -85,11 +85,11 @@ def test_monitor_alerts_fire_on_bad_metrics(tmp_path):
   assert "CRITICAL: feature std 0.030 < 0.05" in out and "CRITICAL: grad norm 80 > 50" in out, out
   assert "WARNING: loss rising" in out, out
 
-  alerts = lambda log, **kw: [str(a) for a in monitoring.check(log, **kw)]
-  mild = monitoring.parse_log("\n".join([_log_line(10, feat=0.08, grad=7.0)]))
+  alerts = lambda log, **kw: [str(a) for a in monitor.check(log, **kw)]
+  mild = monitor.parse_log("\n".join([_log_line(10, feat=0.08, grad=7.0)]))
   assert any(a.startswith("WARNING: feature std") for a in alerts(mild))
   assert any(a.startswith("WARNING: grad norm") for a in alerts(mild))
-  healthy = monitoring.parse_log("\n".join(_log_line(10 * (i + 1), loss=1.0 - 0.05 * i, minute=i) for i in range(8)))
+  healthy = monitor.parse_log("\n".join(_log_line(10 * (i + 1), loss=1.0 - 0.05 * i, minute=i) for i in range(8)))
   assert alerts(healthy) == []
   slow = alerts(healthy, epoch_budget_min=0.1)                           # 10 steps/epoch at 1 step/s
   assert any("min/epoch is over the 0.1 min budget" in a for a in slow), slow
@@ -102,17 +102,25 @@ def test_parse_log_states():
   plan = "2026-01-01 09:59:00,000 INFO 100 steps: 10 per epoch at 64 images per update (64 x 1 accumulation)"
   ev = "2026-01-01 10:05:00,000 INFO eval at step 50: eval/knn_top1_k1 0.2500, eval/knn_top1_k20 0.3000"
   done = "2026-01-01 10:09:00,000 INFO training finished at step 100"
-  log = monitoring.parse_log("\n".join([start, plan, _log_line(50), ev, _log_line(100, minute=9), done]))
+  log = monitor.parse_log("\n".join([start, plan, _log_line(50), ev, _log_line(100, minute=9), done]))
   assert log.state == "finished" and log.steps_per_epoch == 10 and log.evals == [
       (50, {"eval/knn_top1_k1": 0.25, "eval/knn_top1_k20": 0.3})]
-  assert "finished at step 100" in monitoring.status_line(log, "r")
-  resumed = monitoring.parse_log("\n".join([start, _log_line(10), done, "2026-01-01 11:00:00,000 INFO resumed from "
+  assert "finished at step 100" in monitor.status_line(log, "r")
+  resumed = monitor.parse_log("\n".join([start, _log_line(10), done, "2026-01-01 11:00:00,000 INFO resumed from "
                                             "x at step 100", _log_line(110, total=200), "2026-01-01 11:00:0"]))
   assert resumed.state == "running" and resumed.last.step == 110          # half-written last line ignored
-  failed = monitoring.parse_log(_log_line(10) + "\n2026-01-01 10:01:00,000 ERROR loss or gradients were NaN/Inf")
-  assert failed.state == "failed" and str(monitoring.check(failed)[0]).startswith("CRITICAL: run failed")
-  nan = monitoring.parse_log(_log_line(10).replace("loss 0.5000", "loss nan"))
-  assert any("loss is nan" in str(a) for a in monitoring.check(nan))
+  failed = monitor.parse_log(_log_line(10) + "\n2026-01-01 10:01:00,000 ERROR loss or gradients were NaN/Inf")
+  assert failed.state == "failed" and str(monitor.check(failed)[0]).startswith("CRITICAL: run failed")
+  nan = monitor.parse_log(_log_line(10).replace("loss 0.5000", "loss nan"))
+  assert any("loss is nan" in str(a) for a in monitor.check(nan))
+
+
+def test_monitor_and_compare_import_neither_tensorflow_nor_jax():
+  # They run beside a busy training process: seconds of TF/jax start-up and their memory would be felt.
+  code = ("import runpy, sys\nfor s in ('monitor.py', 'compare_runs.py'): runpy.run_path(f'launch/{s}')\n"
+          "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'jax'}))")
+  proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120, cwd=ROOT)
+  assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,14 +133,14 @@ def test_mask_overlay_tints_targets_keeps_context_darkens_dropped():
   images = np.random.RandomState(0).randint(0, 256, (1, 8, 8, 3)).astype(np.uint8)
   masks = {"context_idx": np.array([[0, 1, 2, 0]]), "context_valid": np.array([[True, True, True, False]]),
            "target_idx": np.array([[[5, 6], [15, 15]]]), "target_valid": np.array([[[True, True], [True, False]]])}
-  labels = visuals.patch_labels(masks, grid)[0]
+  labels = overlay.patch_labels(masks, grid)[0]
   assert labels.ravel().tolist() == [0, 0, 0, -1, -1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1, 2]
-  out = visuals.mask_overlay(images, masks, grid)
+  out = overlay.mask_overlay(images, masks, grid)
   assert out.shape == images.shape and out.dtype == np.uint8
   patch = lambda x, i: x[0, (i // 4) * p:(i // 4 + 1) * p, (i % 4) * p:(i % 4 + 1) * p].astype(np.float32)
   for i in (0, 1, 2):                                                    # context: untouched
     np.testing.assert_array_equal(patch(out, i), patch(images, i))
-  for i, colour in ((5, visuals.TARGET_COLOURS[0]), (6, visuals.TARGET_COLOURS[0]), (15, visuals.TARGET_COLOURS[1])):
+  for i, colour in ((5, overlay.TARGET_COLOURS[0]), (6, overlay.TARGET_COLOURS[0]), (15, overlay.TARGET_COLOURS[1])):
     np.testing.assert_allclose(patch(out, i), 0.45 * patch(images, i) + 0.55 * colour, atol=0.51)
   np.testing.assert_allclose(patch(out, 3), 0.3 * patch(images, 3), atol=0.51)  # dropped: darkened
 
@@ -148,7 +156,7 @@ def tiny():
 def test_attention_maps_match_the_encoder(tiny):
   model, params, images = tiny
   n = 16
-  w = visuals.attention_weights(model, params["encoder"], images, blocks=(0, -1))
+  w = maps.attention_weights(model, params["encoder"], images, blocks=(0, -1))
   assert w.shape == (3, 2, 2, n, n)
   np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
   # The recomputed weights reproduce the block's own attention output (proj of weights @ v).
@@ -161,25 +169,25 @@ def test_attention_maps_match_the_encoder(tiny):
   y = jnp.einsum("bhts,bshd->bthd", w[:, 1], v).reshape(3, n, 16) @ proj["kernel"] + proj["bias"]
   np.testing.assert_allclose(y, block["proj"]["__call__"][0], atol=1e-4)
 
-  received = visuals.attention_maps(w, model.grid, heads=(1,))
+  received = maps.attention_maps(w, model.grid, heads=(1,))
   assert received.shape == (3, 2, 1, 4, 4)
   np.testing.assert_allclose(received.sum((-2, -1)), 1.0, atol=1e-5)
-  query = visuals.attention_maps(w, model.grid, query=(1, 2))
+  query = maps.attention_maps(w, model.grid, query=(1, 2))
   np.testing.assert_allclose(query.reshape(3, 2, 2, n), w[..., 6, :])
   with pytest.raises(ValueError, match="heads"):
-    visuals.attention_maps(w, model.grid, heads=(2,))
+    maps.attention_maps(w, model.grid, heads=(2,))
   with pytest.raises(ValueError, match="block"):
-    visuals.attention_weights(model, params["encoder"], images, blocks=(2,))
+    maps.attention_weights(model, params["encoder"], images, blocks=(2,))
 
 
 def test_pca_rgb_shapes_and_range(tiny):
   model, params, images = tiny
-  feats = visuals.patch_features(model, params["encoder"], images)
+  feats = maps.patch_features(model, params["encoder"], images)
   assert feats.shape == (3, 16, 16)
   for shared in (True, False):
-    rgb = visuals.pca_rgb(feats, model.grid, shared=shared)
+    rgb = maps.pca_rgb(feats, model.grid, shared=shared)
     assert rgb.shape == (3, 4, 4, 3) and rgb.min() >= 0 and rgb.max() <= 1 and rgb.std() > 0.05
-  np.testing.assert_array_equal(visuals.pca_rgb(feats, model.grid), visuals.pca_rgb(feats.copy(), model.grid))
+  np.testing.assert_array_equal(maps.pca_rgb(feats, model.grid), maps.pca_rgb(feats.copy(), model.grid))
 
 
 def test_prediction_errors_match_the_loss(tiny):
@@ -192,15 +200,15 @@ def test_prediction_errors_match_the_loss(tiny):
   context = [[p for p in range(16) if p not in sum(b, [])][:6] for b in blocks]
   masks = {"context_idx": np.array(context, np.int32), "context_valid": np.ones((3, 6), bool),
            "target_idx": target_idx, "target_valid": target_valid}
-  maps, per_level = visuals.prediction_errors(model, params, params["encoder"], images, masks, 2)
-  assert maps.shape == (2, 3, 4, 4) and per_level.shape == (2, 3)
+  error_maps, per_level = maps.prediction_errors(model, params, params["encoder"], images, masks, 2)
+  assert error_maps.shape == (2, 3, 4, 4) and per_level.shape == (2, 3)
   spec = StepSpec(model, MaskSpec(grid=model.grid, num_targets=2, target_scale=(0.25, 0.25), min_context=2),
                   OptimSpec(10, 1), hierarchy_weights=(1.0, 0.5))
   _, aux = jax.jit(lambda *a: loss_fn(spec, *a))(params, params["encoder"], normalize_images(images), masks)
   np.testing.assert_allclose(per_level.mean(1), aux["loss_levels"], rtol=1e-5)   # what training logs
-  in_target = visuals.patch_labels(masks, model.grid) > 0
-  np.testing.assert_array_equal(np.isfinite(maps[0]), in_target)        # level 0: exactly the target patches
-  np.testing.assert_array_equal(np.isfinite(maps[1][2]), [[0, 0, 0, 0]] * 2 + [[1, 1, 0, 0]] * 2)  # 2x2 cells
+  in_target = overlay.patch_labels(masks, model.grid) > 0
+  np.testing.assert_array_equal(np.isfinite(error_maps[0]), in_target)        # level 0: exactly the target patches
+  np.testing.assert_array_equal(np.isfinite(error_maps[1][2]), [[0, 0, 0, 0]] * 2 + [[1, 1, 0, 0]] * 2)  # 2x2 cells
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +261,7 @@ def test_monitor_finished_and_running(run_dir, tmp_path):
   assert f"finished at step {TOTAL}" in out and f"step {TOTAL}/{TOTAL}" in out and "eval@12 knn_top1_k20" in out
 
   lines = open(os.path.join(run_dir, "logs", "training.log")).read().splitlines()
-  cut = [i for i, l in enumerate(lines) if f"| loss " in l][1]          # stop after the second progress line
+  cut = [i for i, l in enumerate(lines) if "| loss " in l][1]          # stop after the second progress line
   live = _write_log(str(tmp_path / "live"), lines[:cut + 1])
   code, out = _tool("monitor.py", live)
   assert code == 0, out
@@ -261,10 +269,10 @@ def test_monitor_finished_and_running(run_dir, tmp_path):
 
 
 def test_events_match_training_log(run_dir):
-  log = monitoring.read_log(run_dir)
-  scalars = monitoring.read_scalars(run_dir)
+  log = monitor.read_log(run_dir)
+  scalars = events.read_scalars(run_dir)
   steps, values = scalars["train/loss"]
   assert list(steps) == [r.step for r in log.records] == list(range(3, TOTAL + 1, 3))
   np.testing.assert_allclose(values, [r.loss for r in log.records], atol=6e-5)
   assert log.steps_per_epoch and log.last_eval[0] == TOTAL
-  assert abs(log.last_eval[1]["eval/knn_top1_k20"] - monitoring.last_values(scalars)["eval/knn_top1_k20"]) < 1e-4
+  assert abs(log.last_eval[1]["eval/knn_top1_k20"] - events.last_values(scalars)["eval/knn_top1_k20"]) < 1e-4

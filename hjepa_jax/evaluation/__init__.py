@@ -9,8 +9,6 @@ from hjepa_jax.evaluation.diagnostics import (
   effective_rank,
   feature_entropy,
   feature_std,
-  hierarchy_report,
-  linear_cka,
   rank_ratio,
 )
 from hjepa_jax.evaluation.fewshot import fewshot_episodes, ridge_fewshot
@@ -28,6 +26,4 @@ __all__ = [
   "rank_ratio",
   "feature_entropy",
   "collapse_report",
-  "linear_cka",
-  "hierarchy_report",
 ]

@@ -26,9 +26,8 @@ float32 and returned as plain python floats/bools (json-serialisable).
 
 from __future__ import annotations
 
-import itertools
 from functools import partial
-from typing import Dict, Mapping
+from typing import Dict
 
 import jax
 import jax.numpy as jnp
@@ -40,8 +39,6 @@ __all__ = [
   "rank_ratio",
   "feature_entropy",
   "collapse_report",
-  "linear_cka",
-  "hierarchy_report",
 ]
 
 _RANKME_EPS = 1e-7
@@ -145,65 +142,4 @@ def collapse_report(
     "rank_ratio_threshold": float(rank_ratio_threshold),
     "num_samples": int(x.shape[0]),
     "dim": int(x.shape[1]),
-  }
-
-
-@jax.jit
-def _token_mean(x):
-  return jnp.mean(x, axis=1)
-
-
-@jax.jit
-def _linear_cka(x, y):
-  x = x - jnp.mean(x, axis=0, keepdims=True)
-  y = y - jnp.mean(y, axis=0, keepdims=True)
-  # Normalise scale first so the squared Frobenius norms stay in float32 range.
-  x = x / jnp.maximum(jnp.linalg.norm(x), 1e-12)
-  y = y / jnp.maximum(jnp.linalg.norm(y), 1e-12)
-  cross = jnp.sum((y.T @ x) ** 2)
-  xx = jnp.sqrt(jnp.sum((x.T @ x) ** 2))
-  yy = jnp.sqrt(jnp.sum((y.T @ y) ** 2))
-  return cross / jnp.maximum(xx * yy, 1e-12)
-
-
-def linear_cka(x, y) -> float:
-  """Linear CKA (Kornblith et al. 2019) between [N, Dx] and [N, Dy]: 1 = same up to rotation/scale."""
-  x, y = _as_2d(x), _as_2d(y)
-  if x.shape[0] != y.shape[0]:
-    raise ValueError(f"CKA needs the same samples: {x.shape[0]} vs {y.shape[0]}")
-  return float(_linear_cka(x, y))
-
-
-def hierarchy_report(level_feats: Mapping[object, object], *, center: bool = False) -> Dict[str, object]:
-  """Per-level collapse stats and pairwise linear CKA between hierarchy levels.
-
-  ``level_feats`` maps a level name/index to [N, D_l] or [N, T_l, D_l]
-  features of the same N images. Per-level stats use all tokens; CKA uses
-  token-mean-pooled [N, D_l] features so levels with different token counts
-  and widths are comparable. High CKA (~1) between levels means the
-  hierarchy is not producing distinct representations.
-  Returns ``{"levels": {name: stats}, "cka": {"a|b": cka}, "mean_cka": float|None}``.
-  """
-  if not level_feats:
-    raise ValueError("level_feats is empty")
-  names = [str(k) for k in level_feats]
-  if len(set(names)) != len(names):
-    raise ValueError(f"level names collide as strings: {list(level_feats)}")
-  levels, pooled = {}, {}
-  for name, feats in zip(names, level_feats.values()):
-    f = _to_f32(feats)
-    x = _as_2d(f)
-    erank = effective_rank(x, center=center)
-    levels[name] = {
-      "feature_std": feature_std(x),
-      "effective_rank": erank,
-      "rank_ratio": erank / min(x.shape),
-      "dim": int(x.shape[1]),
-    }
-    pooled[name] = _token_mean(f) if f.ndim == 3 else f
-  cka = {f"{a}|{b}": linear_cka(pooled[a], pooled[b]) for a, b in itertools.combinations(names, 2)}
-  return {
-    "levels": levels,
-    "cka": cka,
-    "mean_cka": float(sum(cka.values()) / len(cka)) if cka else None,
   }

@@ -1,4 +1,4 @@
-"""Reading a run while it trains: training.log parsing, health alerts, TensorBoard scalars.
+"""Reading a run while it trains: training.log parsing, health alerts, the training process.
 
 Everything here is plain Python + numpy (no TensorFlow, no device work) so `launch/monitor.py`
 starts quickly next to a busy training process, and the rules are unit-testable on a synthetic
@@ -13,11 +13,9 @@ log. Alert thresholds follow the seeds' critical-metrics table:
 """
 import dataclasses
 import datetime
-import glob
 import math
 import os
 import re
-import struct
 
 import numpy as np
 
@@ -234,43 +232,48 @@ def _stale_seconds(log, now):
   return age if age > max(STALL_MIN_SECONDS, 10 * interval) else None
 
 
+def _workdir_arg(args):
+  """The --workdir value of a command line (the last one, as absl takes it), or None."""
+  value = None
+  for i, a in enumerate(args):
+    if a.startswith("--workdir="):
+      value = a.split("=", 1)[1]
+    elif a == "--workdir" and i + 1 < len(args):
+      value = args[i + 1]
+  return value
+
+
+def _is_run_of(args, cwd, target):
+  """Whether a command line is `main.py ... --workdir=W` with W (relative to cwd) resolving to target."""
+  value = _workdir_arg(args) if any(os.path.basename(a) == "main.py" for a in args) else None
+  return bool(value) and os.path.realpath(os.path.join(cwd, value)) == target
+
+
 def find_training_process(workdir):
   """pid of a `launch/main.py --workdir=WORKDIR` process on this machine, or None."""
   target = os.path.realpath(workdir)
-  for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()) if os.path.isdir("/proc") else ():
+  if not os.path.isdir("/proc"):
+    return _find_with_psutil(target)
+  for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
     try:
       with open(f"/proc/{pid}/cmdline", "rb") as f:
         args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-      if not any(os.path.basename(a) == "main.py" for a in args):
-        continue
-      cwd = os.readlink(f"/proc/{pid}/cwd")
+      if _is_run_of(args, os.readlink(f"/proc/{pid}/cwd"), target):
+        return pid
     except OSError:
       continue
-    for i, a in enumerate(args):
-      value = a.split("=", 1)[1] if a.startswith("--workdir=") else (
-          args[i + 1] if a == "--workdir" and i + 1 < len(args) else None)
-      if value and os.path.realpath(os.path.join(cwd, value)) == target:
-        return pid
-  return _find_with_psutil(target)
+  return None
 
 
 def _find_with_psutil(target):
   """Fallback where /proc is absent (macOS): psutil if installed."""
-  if os.path.isdir("/proc"):
-    return None
   try:
     import psutil  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
   for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
-    args = proc.info.get("cmdline") or []
-    if not any(os.path.basename(a) == "main.py" for a in args):
-      continue
-    for i, a in enumerate(args):
-      value = a.split("=", 1)[1] if a.startswith("--workdir=") else (
-          args[i + 1] if a == "--workdir" and i + 1 < len(args) else None)
-      if value and os.path.realpath(os.path.join(proc.info.get("cwd") or "", value)) == target:
-        return proc.info["pid"]
+    if _is_run_of(proc.info.get("cmdline") or [], proc.info.get("cwd") or "", target):
+      return proc.info["pid"]
   return None
 
 
@@ -330,70 +333,3 @@ def _ago(seconds):
   if seconds < 120:
     return f"{seconds:.0f}s"
   return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
-# ---------------------------------------------------------------------------------------------
-# TensorBoard event files, read without TensorFlow.
-# ---------------------------------------------------------------------------------------------
-
-_NP_DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64, 19: np.float16}
-
-
-def _records(path):
-  """Payloads of a TFRecord file; stops quietly at a record still being written."""
-  with open(path, "rb") as f:
-    while True:
-      header = f.read(12)
-      if len(header) < 12:
-        return
-      (length,) = struct.unpack("<Q", header[:8])
-      data = f.read(length)
-      if len(data) < length or len(f.read(4)) < 4:
-        return
-      yield data
-
-
-def _tensor_value(t):
-  dtype = _NP_DTYPES.get(t.dtype)
-  if dtype is None:
-    return None
-  if t.tensor_content:
-    values = np.frombuffer(t.tensor_content, dtype)
-  else:
-    values = list(t.float_val) or list(t.double_val) or list(t.int_val) or list(t.int64_val) or list(t.half_val)
-  return float(values[0]) if len(values) == 1 else None
-
-
-def read_scalars(run_dir):
-  """{tag: (steps int64 array, values float64 array)} from every event file in `run_dir` (not recursive).
-
-  Handles TF2 tensor summaries (what clu writes) and TF1 simple values; where files overlap
-  (a resumed run) the later file's value for a step wins.
-  """
-  from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top  (protobuf only)
-  merged = {}
-  for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")), key=os.path.getmtime):
-    for data in _records(path):
-      event = event_pb2.Event()
-      try:
-        event.ParseFromString(data)
-      except Exception:  # pylint: disable=broad-except
-        continue
-      if not event.HasField("summary"):
-        continue
-      for v in event.summary.value:
-        if v.HasField("simple_value"):
-          value = float(v.simple_value)
-        elif v.HasField("tensor"):
-          value = _tensor_value(v.tensor)
-        else:
-          value = None
-        if value is not None and not v.tag.startswith("_hparams_"):
-          merged.setdefault(v.tag, {})[int(event.step)] = value
-  return {tag: (np.array(sorted(d), np.int64), np.array([d[s] for s in sorted(d)], np.float64))
-          for tag, d in merged.items()}
-
-
-def last_values(scalars):
-  """{tag: value at its last step}."""
-  return {tag: float(v[-1]) for tag, (_, v) in scalars.items() if len(v)}

@@ -1,8 +1,7 @@
-"""Pictures of what a run does and learned: masks, attention, PCA of patch features, per-level errors.
+"""Per-patch views of a checkpoint: attention, PCA of patch features, per-level prediction error.
 
-The array helpers return numpy arrays (so train.py can log them to TensorBoard and tests can check
-them); `mask_overlay` is pure numpy. The figure helpers import matplotlib lazily with the Agg
-backend, so importing this module needs neither a display nor TensorFlow.
+Each returns numpy arrays on the patch grid, for launch/visualize.py to draw (tools/figures.py)
+and for tests to check against the model and the loss.
 """
 import functools
 
@@ -13,48 +12,6 @@ import numpy as np
 from hjepa_jax import hierarchy, losses
 from hjepa_jax.model import posemb
 from hjepa_jax.model.hjepa import normalize_images
-
-# One colour per target block (cycled), readable on natural images and distinct from each other.
-TARGET_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25],
-                           [145, 30, 180], [245, 130, 48], [70, 240, 240], [240, 50, 230]], np.float32)
-DROPPED, CONTEXT = -1, 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Masks (pure numpy).
-# ---------------------------------------------------------------------------------------------
-
-
-def patch_labels(masks, grid):
-  """(B, gh, gw) int32: DROPPED (-1), CONTEXT (0) or k >= 1 for target block k (later blocks on top)."""
-  ctx_idx, ctx_valid = np.asarray(masks["context_idx"]), np.asarray(masks["context_valid"])
-  tgt_idx, tgt_valid = np.asarray(masks["target_idx"]), np.asarray(masks["target_valid"])
-  b, n = ctx_idx.shape[0], grid[0] * grid[1]
-  rows = np.arange(b)[:, None]
-  # Padding slots write to a scratch column n, dropped afterwards.
-  labels = np.full((b, n + 1), DROPPED, np.int32)
-  labels[rows, np.where(ctx_valid, ctx_idx, n)] = CONTEXT
-  for m in range(tgt_idx.shape[1]):
-    labels[rows, np.where(tgt_valid[:, m], tgt_idx[:, m], n)] = m + 1
-  return labels[:, :n].reshape(b, *grid)
-
-
-def mask_overlay(images_uint8, masks, grid, alpha=0.55, dim=0.3):
-  """uint8 (B, H, W, 3): context patches unchanged, target blocks tinted one colour per block,
-  patches in neither (dropped) darkened to `dim` of their brightness."""
-  images = np.asarray(images_uint8)
-  b, h, w, _ = images.shape
-  if h % grid[0] or w % grid[1]:
-    raise ValueError(f"images of {h}x{w} pixels do not split into the {grid[0]}x{grid[1]} patch grid")
-  ph, pw = h // grid[0], w // grid[1]
-  labels = patch_labels(masks, grid).repeat(ph, 1).repeat(pw, 2)          # (B, H, W) in patch units
-  out = images.astype(np.float32)
-  dropped = labels == DROPPED
-  out[dropped] *= dim
-  target = labels > 0
-  colours = TARGET_COLOURS[(labels[target] - 1) % len(TARGET_COLOURS)]
-  out[target] = (1 - alpha) * out[target] + alpha * colours
-  return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,99 +169,3 @@ def prediction_errors(model, params, target_params, images_uint8, masks, num_lev
   maps, per_level = _prediction_errors(model, params, target_params, jnp.asarray(images_uint8),
                                        jax.tree_util.tree_map(jnp.asarray, dict(masks)), int(num_levels), loss_type)
   return np.asarray(maps), np.asarray(per_level)
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures (matplotlib, Agg).
-# ---------------------------------------------------------------------------------------------
-
-
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
-
-def save_panels(path, rows, row_labels=None, col_labels=None, title=None, cmap="viridis", row_scale=True,
-                marks=None, size=1.6):
-  """Saves a grid of panels: RGB(A) images (uint8 or [0, 1] floats, H x W x 3) or 2-D maps.
-
-  Maps in one row share a colour scale (row_scale=True; each has its own colour bar otherwise)
-  and NaN shows as grey. `marks[(r, c)] = (row, col)` draws a star on a map's cell.
-  """
-  plt = _pyplot()
-  nr, nc = len(rows), max(len(r) for r in rows)
-  fig, axes = plt.subplots(nr, nc, figsize=(size * nc + 0.8, size * nr + (0.5 if title else 0.2)), squeeze=False,
-                           layout="constrained")
-  colormap = plt.get_cmap(cmap).copy()
-  colormap.set_bad("0.8")
-  for r, row in enumerate(rows):
-    maps = [np.asarray(p, np.float64) for p in row if p is not None and np.ndim(p) == 2]
-    finite = np.concatenate([m[np.isfinite(m)] for m in maps]) if maps else np.zeros(0)
-    vmin, vmax = (finite.min(), finite.max()) if row_scale and finite.size else (None, None)
-    for c in range(nc):
-      ax = axes[r, c]
-      ax.set_xticks([])
-      ax.set_yticks([])
-      for side in ax.spines.values():
-        side.set_visible(False)
-      panel = row[c] if c < len(row) else None
-      if panel is None:
-        continue
-      panel = np.asarray(panel)
-      if panel.ndim == 2:
-        im = ax.imshow(np.ma.masked_invalid(panel), cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest")
-        if not row_scale:
-          fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
-        elif c == len(row) - 1:  # one bar for the row, beside it, so no panel shrinks
-          fig.colorbar(im, ax=list(axes[r]), fraction=0.02, pad=0.01).ax.tick_params(labelsize=6)
-      else:
-        ax.imshow(panel, interpolation="nearest")
-      if marks and (r, c) in marks:
-        y, x = marks[(r, c)]
-        ax.plot(x, y, marker="*", color="white", markersize=9, markeredgecolor="black")
-      if col_labels and r == 0 and c < len(col_labels):
-        ax.set_title(col_labels[c], fontsize=7)
-      if row_labels and c == 0:
-        ax.set_ylabel(row_labels[r], fontsize=7)
-  if title:
-    fig.suptitle(title, fontsize=9)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
-
-
-def plot_curves(runs, tags, path, title=None, smooth=0):
-  """One subplot per tag with every run overlaid; runs = {name: read_scalars(...) dict}. Tags that no
-  run has are skipped; returns the tags drawn (nothing is written when none)."""
-  tags = [t for t in tags if any(t in s and len(s[t][0]) for s in runs.values())]
-  if not tags:
-    return []
-  plt = _pyplot()
-  nc = min(3, len(tags))
-  nr = -(-len(tags) // nc)
-  fig, axes = plt.subplots(nr, nc, figsize=(4.2 * nc, 2.9 * nr), squeeze=False)
-  for ax, tag in zip(axes.ravel(), tags):
-    for name, scalars in runs.items():
-      if tag not in scalars:
-        continue
-      steps, values = scalars[tag]
-      if smooth > 1 and len(values) > smooth:
-        values = np.convolve(values, np.ones(smooth) / smooth, mode="valid")
-        steps = steps[smooth - 1:]
-      ax.plot(steps, values, marker="o" if len(values) < 20 else None, markersize=3, label=name)
-    ax.set_title(tag, fontsize=9)
-    ax.set_xlabel("step", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.grid(alpha=0.3)
-    if len(runs) > 1:
-      ax.legend(fontsize=7)
-  for ax in axes.ravel()[len(tags):]:
-    ax.set_visible(False)
-  if title:
-    fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return tags
