@@ -107,7 +107,7 @@ def model_spec(cfg) -> ModelSpec:
     require(pred[key] >= 1, f"model.predictor.{key}", f"must be >= 1, got {pred[key]}")
   require(pred.width % pred.num_heads == 0, "model.predictor.num_heads",
           f"predictor width {pred.width} is not divisible by {pred.num_heads} heads")
-  require(fpn.fusion in FUSIONS, "model.fpn.fusion", f"must be one of {FUSIONS}, got {fpn.fusion!r}")
+  require(fpn.fusion in FUSIONS, "model.fpn.fusion", f"must be {' or '.join(map(repr, FUSIONS))}, got {fpn.fusion!r}")
   require(fpn.feature_dim >= 1, "model.fpn.feature_dim", f"must be >= 1, got {fpn.feature_dim}")
   require(proj.hidden_dim >= 1, "model.projector.hidden_dim", f"must be >= 1, got {proj.hidden_dim}")
   require(proj.dim >= 1, "model.projector.dim", f"must be >= 1, got {proj.dim}")

@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from hjepa_jax import config as config_lib
-from hjepa_jax import train
+from hjepa_jax import experiment
 from hjepa_jax.config import ConfigError
 from hjepa_jax.data import DataError
 from hjepa_jax.platform import Platform
@@ -35,7 +35,7 @@ def test_all_config_files_are_found():
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_every_key_of_every_config_is_read(path):
   cfg = offline(load(path))
-  _, reader = train.prepare(cfg, CPU)
+  _, reader = experiment.prepare(cfg, CPU)
   assert reader.unread() == []
   assert {p for p, _ in config_lib._leaves(cfg)} == {p for p, _ in config_lib._leaves(config_lib.base_config())}
 
@@ -52,7 +52,7 @@ def test_an_unread_key_fails_at_start_up(monkeypatch):
   with cfg.unlocked():
     cfg.model.use_flash_attention = True
   with pytest.raises(ConfigError, match="model.use_flash_attention"):
-    train.prepare(cfg, CPU)
+    experiment.prepare(cfg, CPU)
 
 
 def test_a_misspelt_key_fails_with_a_suggestion():
@@ -60,7 +60,7 @@ def test_a_misspelt_key_fails_with_a_suggestion():
   with cfg.unlocked():
     cfg.model.layerscal = True
   with pytest.raises(ConfigError, match=r"unknown config key 'model.layerscal' \(did you mean 'model.layerscale'"):
-    train.prepare(cfg, CPU)
+    experiment.prepare(cfg, CPU)
 
 
 @pytest.mark.parametrize("key, value, fragment", [
@@ -81,7 +81,7 @@ def test_bad_values_fail_naming_the_key(key, value, fragment):
   with cfg.ignore_type():
     node[leaf] = value
   with pytest.raises((ConfigError, ValueError, DataError), match=fragment):
-    train.prepare(cfg, CPU)
+    experiment.prepare(cfg, CPU)
 
 
 def test_batch_not_divisible_by_devices_fails():
@@ -89,26 +89,26 @@ def test_batch_not_divisible_by_devices_fails():
   cfg.data.batch_size = 30
   four = Platform(backend="cpu", device_kind="cpu", num_devices=4, process_count=1)
   with pytest.raises(ConfigError, match="data.batch_size.*4 devices"):
-    train.prepare(cfg, four)
+    experiment.prepare(cfg, four)
 
 
 def test_batch_size_override_rescales_every_schedule():
   cfg = offline(load(os.path.join(ROOT, "configs", "conservative.py")))
-  a, _ = train.prepare(cfg, CPU)
+  a, _ = experiment.prepare(cfg, CPU)
   cfg.data.batch_size = 16
-  b, _ = train.prepare(cfg, CPU)
+  b, _ = experiment.prepare(cfg, CPU)
   assert b.steps_per_epoch == 2 * a.steps_per_epoch or abs(b.steps_per_epoch - 2 * a.steps_per_epoch) <= 1
   assert b.total_steps == pytest.approx(2 * a.total_steps, abs=60)
   assert b.step_spec.optim.warmup_steps == pytest.approx(2 * a.step_spec.optim.warmup_steps, abs=6)
   assert b.ckpt_every == pytest.approx(2 * a.ckpt_every, abs=1)
   assert b.eval.every == pytest.approx(2 * a.eval.every, abs=5)
   cfg.total_steps = 123                 # *_steps wins over *_epochs
-  assert train.prepare(cfg, CPU)[0].total_steps == 123
+  assert experiment.prepare(cfg, CPU)[0].total_steps == 123
 
 
 def test_grad_accumulation_counts_in_the_epoch():
   cfg = offline(load(os.path.join(ROOT, "configs", "aggressive.py")))
-  exp, _ = train.prepare(cfg, CPU)
+  exp, _ = experiment.prepare(cfg, CPU)
   assert exp.global_batch == 64 and exp.micro_batch == 16 and exp.step_spec.grad_accum_steps == 4
   assert exp.steps_per_epoch == 1433 // 64
 
@@ -116,7 +116,7 @@ def test_grad_accumulation_counts_in_the_epoch():
 def test_model_override_changes_param_count():
   def count(arg):
     cfg = offline(load(os.path.join(ROOT, "configs", "conservative.py"), arg))
-    exp, _ = train.prepare(cfg, CPU)
+    exp, _ = experiment.prepare(cfg, CPU)
     shapes = jax.eval_shape(exp.step_spec.model.init, jax.random.PRNGKey(0))
     return sum(x.size for x in jax.tree_util.tree_leaves(shapes["encoder"]))
   small, base = count("model=Ti/16"), count(None)
@@ -124,7 +124,7 @@ def test_model_override_changes_param_count():
 
 
 def test_aggressive_builds_its_phase3_features():
-  exp, _ = train.prepare(offline(load(os.path.join(ROOT, "configs", "aggressive.py"))), CPU)
+  exp, _ = experiment.prepare(offline(load(os.path.join(ROOT, "configs", "aggressive.py"))), CPU)
   spec = exp.step_spec
   assert spec.model.fpn is not None and spec.model.fpn.num_levels == 3 and spec.model.projector is not None
   assert spec.views.contrastive_weight == 0.1 and spec.grad_accum_steps == 4
@@ -146,7 +146,7 @@ def test_view_and_fpn_switches_that_would_do_nothing_fail_by_name(key, value, ma
     node = node[p]
   node[leaf] = value
   with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*" + match):
-    train.prepare(cfg, CPU)
+    experiment.prepare(cfg, CPU)
 
 
 def test_overnight_safe_is_conservative_with_remat_and_45_epochs():
@@ -159,3 +159,34 @@ def test_config_argument_parsing():
   assert config_lib.parse_arg("model=Ti/16,local", model="S/16", local=False) == {"model": "Ti/16", "local": True}
   with pytest.raises(ConfigError, match="unknown config argument 'modle'"):
     config_lib.parse_arg("modle=Ti/16", model="S/16")
+
+
+@pytest.mark.parametrize("arg", ["local=Ture", "local=yes", "local=1", "local=true"])
+def test_config_argument_bools_are_strict(arg):
+  with pytest.raises(ConfigError, match="'local' is a bool"):
+    config_lib.parse_arg(arg, local=False)
+  assert config_lib.parse_arg("local=False", local=True) == {"local": False}
+  assert config_lib.parse_arg("local=True", local=False) == {"local": True}
+  with pytest.raises(ConfigError, match="'steps' needs a int"):
+    config_lib.parse_arg("steps=ten", steps=0)
+
+
+@pytest.mark.parametrize("metric, mode", [("train/loss", "max"), ("eval/knn_top1_k20", "min")])
+def test_best_mode_must_agree_with_the_metric(metric, mode):
+  cfg = offline(load(os.path.join(ROOT, "configs", "smoke.py")))
+  cfg.best_metric, cfg.best_mode = metric, mode
+  with pytest.raises(ConfigError, match="'best_mode'.*must be '(min|max)'"):
+    experiment.prepare(cfg, CPU)
+  cfg.best_mode = "min" if mode == "max" else "max"
+  experiment.prepare(cfg, CPU)
+
+
+def test_a_bug_while_building_keeps_its_traceback(monkeypatch):
+  """Only config problems become ConfigError; a TypeError from a bug propagates as itself."""
+  def broken(*args, **kwargs):
+    raise TypeError("a bug in the model code")
+  monkeypatch.setattr(experiment, "build_model", broken)
+  with pytest.raises(TypeError, match="a bug in the model code") as e:
+    experiment.prepare(offline(load(os.path.join(ROOT, "configs", "smoke.py"))), CPU)
+  assert not isinstance(e.value, ConfigError)
+  assert any(tb.name == "broken" for tb in e.traceback)

@@ -88,9 +88,7 @@ def test_add_and_concat_fusion_differ():
   names_add, names_cat = set(p_add["params"]), set(p_cat["params"])
   assert names_cat - names_add == {"fuse_0", "fuse_1"} and names_add <= names_cat
   out_add, out_cat = apply_add(p_add, levels, idx), apply_cat(p_cat, levels, idx)
-  assert not np.allclose(out_add[0], out_cat[0])
-  with pytest.raises(ValueError, match="fusion 'sum'"):
-    FPN(NUM_LEVELS, 16, fusion="sum")
+  assert not np.allclose(out_add[0], out_cat[0])  # (an unknown fusion is refused at start-up: test_model)
 
 
 @pytest.mark.parametrize("fusion", ["add", "concat"])

@@ -3,9 +3,19 @@ import jax
 import numpy as np
 import pytest
 
-from hjepa_jax.masks import MaskSpec, sample_masks
+from hjepa_jax.config import ConfigError, base_config
+from hjepa_jax.experiment import mask_spec
+from hjepa_jax.masks import sample_masks
 
-SPEC = MaskSpec(grid=(14, 14))        # ViT-*/16 at 224: the I-JEPA setting
+
+def spec_with(**overrides):
+  """The schema's (I-JEPA) masking on the 14x14 grid of ViT-*/16 at 224 px, with `mask.*` overrides."""
+  mk = base_config().mask
+  mk.update(overrides)
+  return mask_spec(mk, (14, 14))
+
+
+SPEC = spec_with()
 BATCH, BATCHES = 16, 100
 
 
@@ -89,7 +99,7 @@ def test_masks_depend_only_on_example_index():
 
 
 def test_context_fraction_caps_context_tokens():
-  small = MaskSpec(grid=(14, 14), context_fraction=0.5)
+  small = spec_with(context_fraction=0.5)
   assert small.context_capacity < SPEC.context_capacity
   m = jax.device_get(sample_masks(jax.random.PRNGKey(0), 32, small))
   assert m["context_idx"].shape[1] == small.context_capacity
@@ -103,5 +113,6 @@ def test_context_fraction_caps_context_tokens():
     (dict(context_fraction=0.0), "context_fraction"),
 ])
 def test_bad_specs_fail_with_named_field(kw, msg):
-  with pytest.raises(ValueError, match=msg):
-    MaskSpec(grid=(14, 14), **kw)
+  with pytest.raises(ConfigError, match=msg) as e:
+    spec_with(**kw)
+  assert f"mask.{next(iter(kw))}" in str(e.value)

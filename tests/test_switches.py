@@ -4,7 +4,7 @@ The switch list is generated from the config schema: every bool key of `base_con
 non-bool feature knobs in `hjepa_jax.switches.KNOBS`. A bool key that is neither a computation
 switch (SWITCHES) nor an operational one with a named test (OPERATIONAL) fails
 `test_every_switch_is_classified`, so a new switch cannot be added untested. Each flip goes through
-`train.prepare` (config -> Experiment -> train_step) and the real input pipeline, as a run does.
+`experiment.prepare` (config -> Experiment -> train_step) and the real input pipeline, as a run does.
 
 Kinds (hjepa_jax/switches.py): "changes" -> the first loss on the same images (or the images, for
 data switches) differs; "exact" -> the loss agrees but the lowered program differs; "platform" ->
@@ -18,7 +18,7 @@ import pytest
 
 from hjepa_jax import config as config_lib
 from hjepa_jax import data as data_lib
-from hjepa_jax import train
+from hjepa_jax import experiment, train
 from hjepa_jax.config import ConfigError
 from hjepa_jax.optim import make_optimizer
 from hjepa_jax.platform import Platform
@@ -39,7 +39,7 @@ OPERATIONAL = {
 
 
 def _setup(overrides):
-  exp, reader = train.prepare(tiny_config(**overrides), CPU)
+  exp, reader = experiment.prepare(tiny_config(**overrides), CPU)
   spec = exp.step_spec
   tx = make_optimizer(spec.optim, jax.eval_shape(spec.model.init, jax.random.PRNGKey(0)))
   state = init_state(spec.model, tx, jax.random.PRNGKey(0))
@@ -95,7 +95,7 @@ def test_flipping_changes_the_computation_and_trains(key, base):
   overrides = flip_overrides(tiny_config(), key)
   if kind == "platform":
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-      train.prepare(tiny_config(**overrides), CPU)
+      experiment.prepare(tiny_config(**overrides), CPU)
     return
   flipped = _run(overrides, TRAIN_STEPS)
   first, base_first = flipped["losses"][0], base["losses"][0]
@@ -129,7 +129,7 @@ def test_aggressive_trains_on_generated_imagenet(tmp_path):
   cfg.data.imagenet100_dir = str(tmp_path / "imagenet")
   cfg.data.image_size, cfg.data.batch_size = 96, 4
   cfg.total_steps, cfg.log_every_steps, cfg.eval.every_epochs, cfg.best_metric = 3, 1, 0.0, ""
-  exp, _ = train.prepare(cfg, CPU)
+  exp, _ = experiment.prepare(cfg, CPU)
   assert exp.global_batch == 16 and exp.step_spec.model.fpn is not None and exp.step_spec.views.enabled
   last = train.train_and_evaluate(cfg, str(tmp_path / "run"))
   assert "train/nonfinite_steps" not in last

@@ -15,12 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hjepa_jax.masks import MaskSpec
+from hjepa_jax import experiment
 from hjepa_jax.model.hjepa import normalize_images
-from hjepa_jax.optim import OptimSpec
 from hjepa_jax.tools import events, maps, monitor, overlay
-from hjepa_jax.train_step import StepSpec, loss_fn
-from tests._core import synthetic_images, tiny_model
+from hjepa_jax.train_step import loss_fn
+from tests._core import core_config, synthetic_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, "launch")
@@ -145,10 +144,12 @@ def test_mask_overlay_tints_targets_keeps_context_darkens_dropped():
   np.testing.assert_allclose(patch(out, 3), 0.3 * patch(images, 3), atol=0.51)  # dropped: darkened
 
 
+TINY = {"data.image_size": 16, "model.width": 16, "model.predictor.width": 8, "model.predictor.num_heads": 1}
+
+
 @pytest.fixture(scope="module")
 def tiny():
-  model = tiny_model(image_size=16, patch_size=4, width=16, depth=2, num_heads=2, predictor_width=8,
-                     predictor_num_heads=1)
+  model = experiment.model(core_config(**TINY))
   params = model.init(jax.random.PRNGKey(0))
   return model, params, synthetic_images(3, size=16)
 
@@ -202,8 +203,8 @@ def test_prediction_errors_match_the_loss(tiny):
            "target_idx": target_idx, "target_valid": target_valid}
   error_maps, per_level = maps.prediction_errors(model, params, params["encoder"], images, masks, 2)
   assert error_maps.shape == (2, 3, 4, 4) and per_level.shape == (2, 3)
-  spec = StepSpec(model, MaskSpec(grid=model.grid, num_targets=2, target_scale=(0.25, 0.25), min_context=2),
-                  OptimSpec(10, 1), hierarchy_weights=(1.0, 0.5))
+  spec = experiment.step_spec(core_config(**TINY, **{"mask.num_targets": 2, "mask.target_scale": (0.25, 0.25),
+                                                      "mask.min_context": 2}), total_steps=10, warmup_steps=1)
   _, aux = jax.jit(lambda *a: loss_fn(spec, *a))(params, params["encoder"], normalize_images(images), masks)
   np.testing.assert_allclose(per_level.mean(1), aux["loss_levels"], rtol=1e-5)   # what training logs
   in_target = overlay.patch_labels(masks, model.grid) > 0
