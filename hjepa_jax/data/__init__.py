@@ -24,10 +24,10 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from hjepa_jax.data.files import skipped_files
-    from hjepa_jax.data.labelled import load_eval_data, load_labelled
-    from hjepa_jax.data.pipeline import PretrainIterator, make_pretrain_iterator, pretrain_num_examples
-    from hjepa_jax.data.sources import clear_cache
+  from hjepa_jax.data.files import skipped_files
+  from hjepa_jax.data.labelled import load_eval_data, load_labelled
+  from hjepa_jax.data.pipeline import PretrainIterator, make_pretrain_iterator, pretrain_num_examples
+  from hjepa_jax.data.sources import clear_cache
 
 __all__ = [
     "DATASET_NAMES",
@@ -47,12 +47,12 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  if name in _LAZY:
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+  return sorted(set(globals()) | set(_LAZY))

@@ -37,64 +37,64 @@ _ALLOWED_GLOBALS = {
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 batch file")
-        return super().find_class(module, name)
+  def find_class(self, module, name):
+    if (module, name) not in _ALLOWED_GLOBALS:
+      raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 batch file")
+    return super().find_class(module, name)
 
 
 def _how_to_fix() -> str:
-    return (
-        "Set --config.data.cifar10_dir=PATH (or the HJEPA_CIFAR10_DIR environment variable) to a folder "
-        f"with {', '.join(TRAIN_FILES)} and test_batch (the python-pickle layout of cifar-10-python.tar.gz), "
-        "or use dataset 'cifar10' with --config.data.tfds_data_dir=... where it has been prepared."
-    )
+  return (
+      "Set --config.data.cifar10_dir=PATH (or the HJEPA_CIFAR10_DIR environment variable) to a folder "
+      f"with {', '.join(TRAIN_FILES)} and test_batch (the python-pickle layout of cifar-10-python.tar.gz), "
+      "or use dataset 'cifar10' with --config.data.tfds_data_dir=... where it has been prepared."
+  )
 
 
 def resolve_dir(cifar10_dir: str | None) -> Path:
-    """The configured folder, else $HJEPA_CIFAR10_DIR, checked to hold every batch file."""
-    root = cifar10_dir or os.environ.get(ENV_VAR)
-    if not root:
-        raise DataError(f"No CIFAR-10 folder configured for dataset 'cifar10_local'. {_how_to_fix()}")
-    path = Path(root).expanduser()
-    missing = [f for f in TRAIN_FILES + TEST_FILES if not (path / f).is_file()]
-    if missing:
-        raise DataError(f"CIFAR-10 not found at {path} (missing {', '.join(missing)}). {_how_to_fix()}")
-    return path
+  """The configured folder, else $HJEPA_CIFAR10_DIR, checked to hold every batch file."""
+  root = cifar10_dir or os.environ.get(ENV_VAR)
+  if not root:
+    raise DataError(f"No CIFAR-10 folder configured for dataset 'cifar10_local'. {_how_to_fix()}")
+  path = Path(root).expanduser()
+  missing = [f for f in TRAIN_FILES + TEST_FILES if not (path / f).is_file()]
+  if missing:
+    raise DataError(f"CIFAR-10 not found at {path} (missing {', '.join(missing)}). {_how_to_fix()}")
+  return path
 
 
 def verify_md5(root: Path) -> None:
-    """Raises DataError if a batch file differs from the official release."""
-    for name, expected in MD5.items():
-        digest = hashlib.md5((root / name).read_bytes()).hexdigest()
-        if digest != expected:
-            raise DataError(
-                f"{root / name} has md5 {digest}, expected {expected}: the file is corrupt or not the "
-                "official CIFAR-10 python release. Re-extract cifar-10-python.tar.gz."
-            )
+  """Raises DataError if a batch file differs from the official release."""
+  for name, expected in MD5.items():
+    digest = hashlib.md5((root / name).read_bytes()).hexdigest()
+    if digest != expected:
+      raise DataError(
+          f"{root / name} has md5 {digest}, expected {expected}: the file is corrupt or not the "
+          "official CIFAR-10 python release. Re-extract cifar-10-python.tar.gz."
+      )
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with open(path, "rb") as f:
-            batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
-        batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-        data = np.asarray(batch["data"], dtype=np.uint8)
-        labels = np.asarray(batch["labels"], dtype=np.int32)
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError, AttributeError) as e:
-        raise DataError(f"Cannot read CIFAR-10 batch {path}: {e!r}. Re-extract cifar-10-python.tar.gz.") from e
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise DataError(f"{path} is not a CIFAR-10 batch: data shape {data.shape}, {len(labels)} labels.")
-    # Rows are channel-major (1024 red, 1024 green, 1024 blue values).
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels
+  try:
+    with open(path, "rb") as f:
+      batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    labels = np.asarray(batch["labels"], dtype=np.int32)
+  except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError, AttributeError) as e:
+    raise DataError(f"Cannot read CIFAR-10 batch {path}: {e!r}. Re-extract cifar-10-python.tar.gz.") from e
+  if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+    raise DataError(f"{path} is not a CIFAR-10 batch: data shape {data.shape}, {len(labels)} labels.")
+  # Rows are channel-major (1024 red, 1024 green, 1024 blue values).
+  images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+  return np.ascontiguousarray(images), labels
 
 
 def load(root: Path, split: str, *, check_md5: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [N, 32, 32, 3] and int32 labels of split "train" or "test"."""
-    if split not in ("train", "test"):
-        raise DataError(f"CIFAR-10 has splits 'train' and 'test', not {split!r}.")
-    if check_md5:
-        verify_md5(root)
-    parts = [_read_batch(root / f) for f in (TRAIN_FILES if split == "train" else TEST_FILES)]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+  """uint8 images [N, 32, 32, 3] and int32 labels of split "train" or "test"."""
+  if split not in ("train", "test"):
+    raise DataError(f"CIFAR-10 has splits 'train' and 'test', not {split!r}.")
+  if check_md5:
+    verify_md5(root)
+  parts = [_read_batch(root / f) for f in (TRAIN_FILES if split == "train" else TEST_FILES)]
+  return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -9,32 +9,32 @@ from hjepa_jax.data import cifar_local, imagenet100
 
 
 def write_fake_cifar10(root: str | Path, per_batch: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Writes data_batch_1..5, test_batch and batches.meta with random images.
+  """Writes data_batch_1..5, test_batch and batches.meta with random images.
 
-    Returns the train images [5 * per_batch, 32, 32, 3] and labels as the
-    loader should see them, so tests can compare pixel for pixel.
-    """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    train_x, train_y = [], []
-    for name in cifar_local.TRAIN_FILES + cifar_local.TEST_FILES:
-        images = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
-        labels = rng.integers(0, 10, per_batch).tolist()
-        batch = {
-            b"batch_label": name.encode(),
-            b"labels": labels,
-            b"data": images.transpose(0, 3, 1, 2).reshape(per_batch, -1),  # channel-major rows
-            b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
-        }
-        with open(root / name, "wb") as f:
-            pickle.dump(batch, f)
-        if name in cifar_local.TRAIN_FILES:
-            train_x.append(images)
-            train_y.extend(labels)
-    with open(root / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [b"c%d" % i for i in range(10)], b"num_cases_per_batch": per_batch}, f)
-    return np.concatenate(train_x), np.asarray(train_y, np.int32)
+  Returns the train images [5 * per_batch, 32, 32, 3] and labels as the
+  loader should see them, so tests can compare pixel for pixel.
+  """
+  root = Path(root)
+  root.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  train_x, train_y = [], []
+  for name in cifar_local.TRAIN_FILES + cifar_local.TEST_FILES:
+    images = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, per_batch).tolist()
+    batch = {
+        b"batch_label": name.encode(),
+        b"labels": labels,
+        b"data": images.transpose(0, 3, 1, 2).reshape(per_batch, -1),  # channel-major rows
+        b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
+    }
+    with open(root / name, "wb") as f:
+      pickle.dump(batch, f)
+    if name in cifar_local.TRAIN_FILES:
+      train_x.append(images)
+      train_y.extend(labels)
+  with open(root / "batches.meta", "wb") as f:
+    pickle.dump({b"label_names": [b"c%d" % i for i in range(10)], b"num_cases_per_batch": per_batch}, f)
+  return np.concatenate(train_x), np.asarray(train_y, np.int32)
 
 
 def write_fake_imagenet(
@@ -44,27 +44,27 @@ def write_fake_imagenet(
     size: tuple[int, int] = (40, 56),
     corrupt: tuple[str, ...] = (),
 ) -> dict[str, list[tuple[Path, int]]]:
-    """Writes tiny JPEGs to root/{train,val}/<wnid>/ for the given ImageNet-100 classes.
+  """Writes tiny JPEGs to root/{train,val}/<wnid>/ for the given ImageNet-100 classes.
 
-    Each entry of `corrupt` ("train" or "val") adds one unreadable .JPEG to the
-    first class of that split. Returns split -> [(path, label)] of the good files.
-    """
-    from PIL import Image
+  Each entry of `corrupt` ("train" or "val") adds one unreadable .JPEG to the
+  first class of that split. Returns split -> [(path, label)] of the good files.
+  """
+  from PIL import Image
 
-    root = Path(root)
-    rng = np.random.default_rng(0)
-    written: dict[str, list[tuple[Path, int]]] = {"train": [], "val": []}
-    wnids = imagenet100.class_list()
-    for split in ("train", "val"):
-        for label in class_indices:
-            class_dir = root / split / wnids[label]
-            class_dir.mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                path = class_dir / f"{wnids[label]}_{i}.JPEG"
-                pixels = rng.integers(0, 256, size + (3,), dtype=np.uint8)
-                Image.fromarray(pixels).save(path, format="JPEG", quality=95)
-                written[split].append((path, label))
-    for split in corrupt:
-        bad = root / split / wnids[class_indices[0]] / "corrupt.JPEG"
-        bad.write_bytes(b"this is not an image")
-    return written
+  root = Path(root)
+  rng = np.random.default_rng(0)
+  written: dict[str, list[tuple[Path, int]]] = {"train": [], "val": []}
+  wnids = imagenet100.class_list()
+  for split in ("train", "val"):
+    for label in class_indices:
+      class_dir = root / split / wnids[label]
+      class_dir.mkdir(parents=True, exist_ok=True)
+      for i in range(per_class):
+        path = class_dir / f"{wnids[label]}_{i}.JPEG"
+        pixels = rng.integers(0, 256, size + (3,), dtype=np.uint8)
+        Image.fromarray(pixels).save(path, format="JPEG", quality=95)
+        written[split].append((path, label))
+  for split in corrupt:
+    bad = root / split / wnids[class_indices[0]] / "corrupt.JPEG"
+    bad.write_bytes(b"this is not an image")
+  return written

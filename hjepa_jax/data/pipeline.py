@@ -29,83 +29,83 @@ _live_iterators: "weakref.WeakSet[PretrainIterator]" = weakref.WeakSet()
 
 
 def pretrain_sources(data_cfg: Any) -> tuple[list[specs.DatasetSpec], list[Source]]:
-    """The configured mixture entries and their loaded sources."""
-    tf_runtime.ensure_cpu_only()
-    entries = specs.parse_datasets(data_cfg.datasets)
-    max_size = data_cfg.max_stored_size
-    if max_size is not None and max_size < 1:
-        raise DataError(f"max_stored_size={max_size} must be a positive number of pixels (or unset).")
-    return entries, [load_source(e.name, e.split, data_cfg, max_size=max_size) for e in entries]
+  """The configured mixture entries and their loaded sources."""
+  tf_runtime.ensure_cpu_only()
+  entries = specs.parse_datasets(data_cfg.datasets)
+  max_size = data_cfg.max_stored_size
+  if max_size is not None and max_size < 1:
+    raise DataError(f"max_stored_size={max_size} must be a positive number of pixels (or unset).")
+  return entries, [load_source(e.name, e.split, data_cfg, max_size=max_size) for e in entries]
 
 
 def pretrain_num_examples(data_cfg: Any) -> int:
-    """Examples in one pretraining epoch: the sum of the mixed datasets' sizes.
+  """Examples in one pretraining epoch: the sum of the mixed datasets' sizes.
 
-    With weights, an epoch is still that many draws, shared between datasets in
-    proportion to their weights (see `ordering`), so an epoch-based schedule
-    keeps its length when the weights change.
-    """
-    return sum(len(s) for s in pretrain_sources(data_cfg)[1])
+  With weights, an epoch is still that many draws, shared between datasets in
+  proportion to their weights (see `ordering`), so an epoch-based schedule
+  keeps its length when the weights change.
+  """
+  return sum(len(s) for s in pretrain_sources(data_cfg)[1])
 
 
 def _parallelism(data_cfg: Any) -> int:
-    n = int(data_cfg.num_parallel_calls)
-    if n == -1:
-        return tf.data.AUTOTUNE
-    if n < 1:
-        raise DataError(f"num_parallel_calls={n} must be positive or -1 (AUTOTUNE).")
-    return n
+  n = int(data_cfg.num_parallel_calls)
+  if n == -1:
+    return tf.data.AUTOTUNE
+  if n < 1:
+    raise DataError(f"num_parallel_calls={n} must be positive or -1 (AUTOTUNE).")
+  return n
 
 
 class PretrainIterator(Iterator[dict[str, np.ndarray]]):
-    """Infinite iterator of {"image": uint8 [local_batch, S, S, 3]} batches, plus
-    "image_view2" uint8 [local_batch, S, S, 3] with a second global view and
-    "local" uint8 [local_batch, num_local, s, s, 3] with multi-crop views when
-    those are on (see `make_pretrain_iterator`).
+  """Infinite iterator of {"image": uint8 [local_batch, S, S, 3]} batches, plus
+  "image_view2" uint8 [local_batch, S, S, 3] with a second global view and
+  "local" uint8 [local_batch, num_local, s, s, 3] with multi-crop views when
+  those are on (see `make_pretrain_iterator`).
 
-    `skipped_files` lists unreadable image files passed over so far (they were
-    replaced by the next readable file of the same source).
-    """
+  `skipped_files` lists unreadable image files passed over so far (they were
+  replaced by the next readable file of the same source).
+  """
 
-    def __init__(self, dataset: tf.data.Dataset, sources: list[Source]):
-        self._it = dataset.as_numpy_iterator()
-        self._sources = sources
-        self.skipped_files: list[str] = []
-        _live_iterators.add(self)
+  def __init__(self, dataset: tf.data.Dataset, sources: list[Source]):
+    self._it = dataset.as_numpy_iterator()
+    self._sources = sources
+    self.skipped_files: list[str] = []
+    _live_iterators.add(self)
 
-    def close(self) -> None:
-        """Releases the tf.data iterator and its generator threads."""
-        self._it = None
+  def close(self) -> None:
+    """Releases the tf.data iterator and its generator threads."""
+    self._it = None
 
-    def __next__(self) -> dict[str, np.ndarray]:
-        if self._it is None:
-            raise StopIteration
-        batch = next(self._it)
-        source, example, skipped = batch.pop("source"), batch.pop("example"), batch.pop("skipped")
-        if skipped.any():
-            self._record_skips(source, example, skipped)
-        return batch
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._it is None:
+      raise StopIteration
+    batch = next(self._it)
+    source, example, skipped = batch.pop("source"), batch.pop("example"), batch.pop("skipped")
+    if skipped.any():
+      self._record_skips(source, example, skipped)
+    return batch
 
-    def _record_skips(self, source, example, skipped) -> None:
-        for k in np.unique(source[skipped != 0]):
-            src = self._sources[k]
-            rows = (source == k) & (skipped != 0)
-            counts = np.where(skipped[rows] < 0, files.MAX_CONSECUTIVE_BAD, skipped[rows])
-            bad = files.skipped_paths(src.paths, example[rows], counts)
-            files.record_skipped(bad)
-            self.skipped_files.extend(p for p in dict.fromkeys(bad) if p not in self.skipped_files)
-            if (skipped[rows] < 0).any():
-                raise DataError(
-                    f"{files.MAX_CONSECUTIVE_BAD} consecutive unreadable images in {src.description} "
-                    f"(e.g. {bad[0]}): the dataset folder looks damaged. Check the files or re-extract them."
-                )
+  def _record_skips(self, source, example, skipped) -> None:
+    for k in np.unique(source[skipped != 0]):
+      src = self._sources[k]
+      rows = (source == k) & (skipped != 0)
+      counts = np.where(skipped[rows] < 0, files.MAX_CONSECUTIVE_BAD, skipped[rows])
+      bad = files.skipped_paths(src.paths, example[rows], counts)
+      files.record_skipped(bad)
+      self.skipped_files.extend(p for p in dict.fromkeys(bad) if p not in self.skipped_files)
+      if (skipped[rows] < 0).any():
+        raise DataError(
+            f"{files.MAX_CONSECUTIVE_BAD} consecutive unreadable images in {src.description} "
+            f"(e.g. {bad[0]}): the dataset folder looks damaged. Check the files or re-extract them."
+        )
 
 
 @atexit.register
 def _close_live_iterators() -> None:
-    # tf.data generator iterators finalised after Python shuts down print errors.
-    for it in list(_live_iterators):
-        it.close()
+  # tf.data generator iterators finalised after Python shuts down print errors.
+  for it in list(_live_iterators):
+    it.close()
 
 
 def _source_dataset(
@@ -118,56 +118,56 @@ def _source_dataset(
     views: augment.ViewConfig,
     parallel: int,
 ) -> tf.data.Dataset:
-    """Augmented elements of source k, in the order they occur in this host's stream.
+  """Augmented elements of source k, in the order they occur in this host's stream.
 
-    Every view is cut from the same source image: in-memory pixels are gathered
-    once, image files decoded once, then cropped once per view.
-    """
-    in_memory = isinstance(source, ArraySource)
+  Every view is cut from the same source image: in-memory pixels are gathered
+  once, image files decoded once, then cropped once per view.
+  """
+  in_memory = isinstance(source, ArraySource)
 
-    def chunks():
-        # Per batch: source k's share of this host's slice (raw pixels too when in memory).
-        for start in first_positions():
-            sl = order.slice(start, local_batch)
-            mine = sl["source"] == k
-            out = {"example": sl["example"][mine], "epoch": sl["epoch"][mine], "offset": sl["offset"][mine]}
-            if in_memory:
-                out["image"] = source.images[out["example"]]
-            yield out
+  def chunks():
+    # Per batch: source k's share of this host's slice (raw pixels too when in memory).
+    for start in first_positions():
+      sl = order.slice(start, local_batch)
+      mine = sl["source"] == k
+      out = {"example": sl["example"][mine], "epoch": sl["epoch"][mine], "offset": sl["offset"][mine]}
+      if in_memory:
+        out["image"] = source.images[out["example"]]
+      yield out
 
-    signature = {n: tf.TensorSpec([None], tf.int64) for n in ("example", "epoch", "offset")}
+  signature = {n: tf.TensorSpec([None], tf.int64) for n in ("example", "epoch", "offset")}
+  if in_memory:
+    signature["image"] = tf.TensorSpec((None,) + source.images.shape[1:], tf.uint8)
+
+  def draw(chunk):
+    # Vectorised over the chunk and views; file images' boxes wait for their decoded size.
+    chunk["u"] = augment.view_uniforms(seed, chunk["epoch"], chunk["offset"], views.view_ids)
     if in_memory:
-        signature["image"] = tf.TensorSpec((None,) + source.images.shape[1:], tf.uint8)
+      _, h, w, _ = source.images.shape
+      chunk["box"] = augment.view_boxes(chunk["u"], h, w, views)
+      chunk["skipped"] = tf.zeros_like(chunk["example"], tf.int32)
+    return chunk
 
-    def draw(chunk):
-        # Vectorised over the chunk and views; file images' boxes wait for their decoded size.
-        chunk["u"] = augment.view_uniforms(seed, chunk["epoch"], chunk["offset"], views.view_ids)
-        if in_memory:
-            _, h, w, _ = source.images.shape
-            chunk["box"] = augment.view_boxes(chunk["u"], h, w, views)
-            chunk["skipped"] = tf.zeros_like(chunk["example"], tf.int32)
-        return chunk
+  ds = tf.data.Dataset.from_generator(chunks, output_signature=signature)
+  ds = ds.map(draw, num_parallel_calls=parallel, deterministic=True).unbatch()
+  if not in_memory:
+    paths = tf.constant(source.paths)
 
-    ds = tf.data.Dataset.from_generator(chunks, output_signature=signature)
-    ds = ds.map(draw, num_parallel_calls=parallel, deterministic=True).unbatch()
-    if not in_memory:
-        paths = tf.constant(source.paths)
+    def load(e):
+      loaded = files.decode_with_fallback(paths, e["example"])
+      return loaded.map(lambda image, skipped: dict(e, image=image, skipped=skipped))
 
-        def load(e):
-            loaded = files.decode_with_fallback(paths, e["example"])
-            return loaded.map(lambda image, skipped: dict(e, image=image, skipped=skipped))
+    ds = ds.interleave(load, num_parallel_calls=parallel, deterministic=True)
 
-        ds = ds.interleave(load, num_parallel_calls=parallel, deterministic=True)
+  @tf.autograph.experimental.do_not_convert  # plain TF ops only; converting them took seconds per view
+  def finish(e):
+    if in_memory:
+      out = augment.apply_views(e["image"], e["u"], e["box"], views)
+    else:
+      out = augment.augment_views(e["image"], e["u"], views)
+    return dict(out, source=tf.constant(k, tf.int32), example=e["example"], skipped=e["skipped"])
 
-    @tf.autograph.experimental.do_not_convert  # plain TF ops only; converting them took seconds per view
-    def finish(e):
-        if in_memory:
-            out = augment.apply_views(e["image"], e["u"], e["box"], views)
-        else:
-            out = augment.augment_views(e["image"], e["u"], views)
-        return dict(out, source=tf.constant(k, tf.int32), example=e["example"], skipped=e["skipped"])
-
-    return ds.map(finish, num_parallel_calls=parallel, deterministic=True)
+  return ds.map(finish, num_parallel_calls=parallel, deterministic=True)
 
 
 def make_pretrain_iterator(
@@ -180,86 +180,86 @@ def make_pretrain_iterator(
     batch_size: int | None = None,
     num_views: int = 1,
 ) -> PretrainIterator:
-    """Infinite iterator of augmented uint8 pretraining batches for this host.
+  """Infinite iterator of augmented uint8 pretraining batches for this host.
 
-    `batch_size` (default data_cfg.batch_size) is the GLOBAL batch; each of the
-    `process_count` hosts gets its contiguous 1/process_count of every global
-    batch. Created with start_step=s, it yields exactly what a fresh iterator
-    yields after s batches.
+  `batch_size` (default data_cfg.batch_size) is the GLOBAL batch; each of the
+  `process_count` hosts gets its contiguous 1/process_count of every global
+  batch. Created with start_step=s, it yields exactly what a fresh iterator
+  yields after s batches.
 
-    Batch keys: "image" [B, S, S, 3], a random-resized crop (+ flip / 3-Augment)
-    of each example; with `num_views`=2 (global views, e.g. for a two-view
-    contrastive or VICReg loss) also "image_view2" [B, S, S, 3], an independent
-    crop of the same source image; with data_cfg.multicrop.num_local = L > 0
-    also "local" [B, L, s, s, 3] (s = multicrop.local_size), L independent crops
-    of the same image with area fractions in multicrop.local_scale. All uint8.
-    Each view's randomness depends only on (seed, epoch, position, view), so
-    "image" is the same whichever other views are on.
-    """
-    global_batch = int(batch_size if batch_size is not None else data_cfg.batch_size)
-    if global_batch < 1:
-        raise DataError(f"batch_size={global_batch} must be positive.")
-    if process_count < 1 or not 0 <= process_index < process_count:
-        raise DataError(f"process_index={process_index} must be in [0, process_count={process_count}).")
-    if global_batch % process_count:
-        raise DataError(
-            f"Global batch size {global_batch} is not divisible by process_count={process_count}; "
-            "choose a batch size that is a multiple of the number of hosts."
-        )
-    if start_step < 0:
-        raise DataError(f"start_step={start_step} must be >= 0.")
-    if num_views not in (1, 2):
-        raise DataError(f"num_views={num_views!r} must be 1 or 2 (global views per image).")
-    seed = int(seed)
-    views = augment.ViewConfig.from_data_config(data_cfg, num_global=num_views)
-    parallel = _parallelism(data_cfg)
-    prefetch = int(data_cfg.prefetch)
-    entries, sources = pretrain_sources(data_cfg)
-    order = ordering.MixtureOrder([len(s) for s in sources], [e.weight for e in entries], seed)
-    starved = [e.name for e, c in zip(entries, order.counts) if c == 0]
-    if starved:
-        raise DataError(
-            f"Dataset(s) {starved} get no example per epoch at their weight (epoch = {order.epoch_length} "
-            "examples). Raise their weight or remove them from config.data.datasets."
-        )
-    local_batch = global_batch // process_count
-
-    def first_positions():
-        return (b * global_batch + process_index * local_batch for b in itertools.count(start_step))
-
-    per_source = [
-        _source_dataset(k, s, order, first_positions, local_batch, seed, views, parallel)
-        for k, s in enumerate(sources)
-    ]
-    if len(per_source) == 1:
-        ds = per_source[0]
-    else:
-
-        def choices():
-            for start in first_positions():
-                yield order.slice(start, local_batch)["source"].astype(np.int64)
-
-        choice_ds = tf.data.Dataset.from_generator(choices, output_signature=tf.TensorSpec([None], tf.int64))
-        ds = tf.data.Dataset.choose_from_datasets(per_source, choice_ds.unbatch())
-    ds = ds.batch(local_batch, drop_remainder=True)
-    if prefetch:
-        ds = ds.prefetch(tf.data.AUTOTUNE if prefetch == -1 else prefetch)
-    options = tf.data.Options()
-    options.deterministic = True
-    ds = ds.with_options(options)
-    _log.info(
-        "Pretraining data: %s; %d examples/epoch; global batch %d, host %d/%d gets %d; start step %d; "
-        "%d global view(s) of %d px, %d local view(s) of %d px",
-        ", ".join(f"{e.name}[{e.split}] x{e.weight:.3f} ({len(s)})" for e, s in zip(entries, sources)),
-        order.epoch_length,
-        global_batch,
-        process_index,
-        process_count,
-        local_batch,
-        start_step,
-        views.num_global,
-        views.global_cfg.image_size,
-        views.num_local,
-        views.local_cfg.image_size,
+  Batch keys: "image" [B, S, S, 3], a random-resized crop (+ flip / 3-Augment)
+  of each example; with `num_views`=2 (global views, e.g. for a two-view
+  contrastive or VICReg loss) also "image_view2" [B, S, S, 3], an independent
+  crop of the same source image; with data_cfg.multicrop.num_local = L > 0
+  also "local" [B, L, s, s, 3] (s = multicrop.local_size), L independent crops
+  of the same image with area fractions in multicrop.local_scale. All uint8.
+  Each view's randomness depends only on (seed, epoch, position, view), so
+  "image" is the same whichever other views are on.
+  """
+  global_batch = int(batch_size if batch_size is not None else data_cfg.batch_size)
+  if global_batch < 1:
+    raise DataError(f"batch_size={global_batch} must be positive.")
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise DataError(f"process_index={process_index} must be in [0, process_count={process_count}).")
+  if global_batch % process_count:
+    raise DataError(
+        f"Global batch size {global_batch} is not divisible by process_count={process_count}; "
+        "choose a batch size that is a multiple of the number of hosts."
     )
-    return PretrainIterator(ds, sources)
+  if start_step < 0:
+    raise DataError(f"start_step={start_step} must be >= 0.")
+  if num_views not in (1, 2):
+    raise DataError(f"num_views={num_views!r} must be 1 or 2 (global views per image).")
+  seed = int(seed)
+  views = augment.ViewConfig.from_data_config(data_cfg, num_global=num_views)
+  parallel = _parallelism(data_cfg)
+  prefetch = int(data_cfg.prefetch)
+  entries, sources = pretrain_sources(data_cfg)
+  order = ordering.MixtureOrder([len(s) for s in sources], [e.weight for e in entries], seed)
+  starved = [e.name for e, c in zip(entries, order.counts) if c == 0]
+  if starved:
+    raise DataError(
+        f"Dataset(s) {starved} get no example per epoch at their weight (epoch = {order.epoch_length} "
+        "examples). Raise their weight or remove them from config.data.datasets."
+    )
+  local_batch = global_batch // process_count
+
+  def first_positions():
+    return (b * global_batch + process_index * local_batch for b in itertools.count(start_step))
+
+  per_source = [
+      _source_dataset(k, s, order, first_positions, local_batch, seed, views, parallel)
+      for k, s in enumerate(sources)
+  ]
+  if len(per_source) == 1:
+    ds = per_source[0]
+  else:
+
+    def choices():
+      for start in first_positions():
+        yield order.slice(start, local_batch)["source"].astype(np.int64)
+
+    choice_ds = tf.data.Dataset.from_generator(choices, output_signature=tf.TensorSpec([None], tf.int64))
+    ds = tf.data.Dataset.choose_from_datasets(per_source, choice_ds.unbatch())
+  ds = ds.batch(local_batch, drop_remainder=True)
+  if prefetch:
+    ds = ds.prefetch(tf.data.AUTOTUNE if prefetch == -1 else prefetch)
+  options = tf.data.Options()
+  options.deterministic = True
+  ds = ds.with_options(options)
+  _log.info(
+      "Pretraining data: %s; %d examples/epoch; global batch %d, host %d/%d gets %d; start step %d; "
+      "%d global view(s) of %d px, %d local view(s) of %d px",
+      ", ".join(f"{e.name}[{e.split}] x{e.weight:.3f} ({len(s)})" for e, s in zip(entries, sources)),
+      order.epoch_length,
+      global_batch,
+      process_index,
+      process_count,
+      local_batch,
+      start_step,
+      views.num_global,
+      views.global_cfg.image_size,
+      views.num_local,
+      views.local_cfg.image_size,
+  )
+  return PretrainIterator(ds, sources)
