@@ -9,7 +9,7 @@ import pytest
 from ml_collections import config_dict
 
 from hjepa_jax.data import DataError, default_data_config, num_classes
-from hjepa_jax.data.specs import DATASET_NAMES, parse_datasets
+from hjepa_jax.data.validate import DATASET_NAMES, parse_datasets
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "hjepa_jax" / "data"
 

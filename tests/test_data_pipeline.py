@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import hjepa_jax.data as data
-from hjepa_jax.data import fake_data
-from hjepa_jax.data.ordering import MixtureOrder
+from hjepa_jax.data.pipeline import MixtureOrder
 from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
+from tests._data import write_fake_cifar10
 
 DIGITS_TRAIN = 1433
 
@@ -78,7 +78,7 @@ def test_accumulation_batches_are_the_concatenation_of_micro_batches():
 
 def test_mixture_weights_are_honoured(tmp_path):
   # Digits are grey (R == G == B); the fake CIFAR images are coloured noise.
-  fake_data.write_fake_cifar10(tmp_path, per_batch=100)  # 500 train images
+  write_fake_cifar10(tmp_path, per_batch=100)  # 500 train images
   cfg = _cfg(
       cifar10_dir=str(tmp_path),
       datasets=("digits:0.8", "cifar10_local@train:0.2"),
@@ -91,7 +91,7 @@ def test_mixture_weights_are_honoured(tmp_path):
 
 
 def test_mixture_resumes_exactly_and_splits_across_hosts(tmp_path):
-  fake_data.write_fake_cifar10(tmp_path, per_batch=10)  # 50 train images: epochs of 1483 draws
+  write_fake_cifar10(tmp_path, per_batch=10)  # 50 train images: epochs of 1483 draws
   cfg = _cfg(cifar10_dir=str(tmp_path), datasets=("digits:0.5", "cifar10_local:0.5"), batch_size=40)
   fresh = _take(data.make_pretrain_iterator(cfg, seed=2), 4)
   resumed = _take(data.make_pretrain_iterator(cfg, seed=2, start_step=2), 2)

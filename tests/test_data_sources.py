@@ -9,8 +9,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 import hjepa_jax.data as data
-from hjepa_jax.data import cifar_local, digits, fake_data, files, imagenet100, tfds_source
+from hjepa_jax.data import sources
 from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
+from tests._data import write_fake_cifar10, write_fake_imagenet
 
 REAL_CIFAR10 = os.environ.get("HJEPA_CIFAR10_DIR")
 needs_real_cifar = pytest.mark.skipif(
@@ -30,7 +31,7 @@ def _cfg(**overrides):
 
 
 def test_local_cifar10_reads_generated_pickles(tmp_path):
-  images, labels = fake_data.write_fake_cifar10(tmp_path, per_batch=6)
+  images, labels = write_fake_cifar10(tmp_path, per_batch=6)
   cfg = _cfg(cifar10_dir=str(tmp_path))
   x, y = data.load_labelled("cifar10_local", "train", cfg)
   assert x.shape == (30, 32, 32, 3) and x.dtype == np.uint8 and y.dtype == np.int32
@@ -44,8 +45,8 @@ def test_local_cifar10_reads_generated_pickles(tmp_path):
 
 def test_local_cifar10_channel_layout(tmp_path):
   """Rows are 1024 red, 1024 green, then 1024 blue values."""
-  fake_data.write_fake_cifar10(tmp_path, per_batch=2)
-  raw = cifar_local._read_batch(tmp_path / "data_batch_1")
+  write_fake_cifar10(tmp_path, per_batch=2)
+  raw = sources._read_cifar10_batch(tmp_path / "data_batch_1")
   import pickle
 
   with open(tmp_path / "data_batch_1", "rb") as f:
@@ -55,24 +56,24 @@ def test_local_cifar10_channel_layout(tmp_path):
 
 
 def test_local_cifar10_missing_files_say_what_to_do(tmp_path):
-  fake_data.write_fake_cifar10(tmp_path, per_batch=2)
+  write_fake_cifar10(tmp_path, per_batch=2)
   (tmp_path / "data_batch_3").unlink()
   with pytest.raises(data.DataError, match=r"missing data_batch_3.*--config.data.cifar10_dir"):
     data.load_labelled("cifar10_local", "train", _cfg(cifar10_dir=str(tmp_path)))
 
 
 def test_local_cifar10_falls_back_to_env_var(tmp_path, monkeypatch):
-  fake_data.write_fake_cifar10(tmp_path, per_batch=2)
-  monkeypatch.setenv(cifar_local.ENV_VAR, str(tmp_path))
+  write_fake_cifar10(tmp_path, per_batch=2)
+  monkeypatch.setenv(sources.CIFAR10_ENV_VAR, str(tmp_path))
   assert data.load_labelled("cifar10_local", "test", _cfg())[0].shape == (2, 32, 32, 3)
-  monkeypatch.delenv(cifar_local.ENV_VAR)
+  monkeypatch.delenv(sources.CIFAR10_ENV_VAR)
   data.clear_cache()
   with pytest.raises(data.DataError, match="HJEPA_CIFAR10_DIR"):
     data.load_labelled("cifar10_local", "test", _cfg())
 
 
 def test_local_cifar10_rejects_code_in_pickles(tmp_path):
-  fake_data.write_fake_cifar10(tmp_path, per_batch=2)
+  write_fake_cifar10(tmp_path, per_batch=2)
   import pickle
 
   with open(tmp_path / "test_batch", "wb") as f:
@@ -82,25 +83,25 @@ def test_local_cifar10_rejects_code_in_pickles(tmp_path):
 
 
 def test_md5_check_flags_files_that_are_not_the_release(tmp_path):
-  fake_data.write_fake_cifar10(tmp_path, per_batch=2)
+  write_fake_cifar10(tmp_path, per_batch=2)
   with pytest.raises(data.DataError, match="md5"):
-    cifar_local.verify_md5(tmp_path)
+    sources.verify_cifar10_md5(tmp_path)
 
 
 @needs_real_cifar
 def test_real_cifar10_copy():
-  root = cifar_local.resolve_dir(REAL_CIFAR10)
+  root = sources.resolve_cifar10_dir(REAL_CIFAR10)
   x, y = data.load_labelled("cifar10_local", "test", _cfg(cifar10_dir=str(root)), max_examples=200)
   assert x.shape == (200, 32, 32, 3) and x.dtype == np.uint8
   assert y.min() >= 0 and y.max() <= 9 and len(np.unique(y)) == 10
   assert 60 < x.mean() < 200  # natural images, not zeros or noise-free constants
-  full_x, full_y = cifar_local.load(root, "test")
+  full_x, full_y = sources.load_cifar10(root, "test")
   assert full_x.shape == (10000, 32, 32, 3) and np.bincount(full_y).tolist() == [1000] * 10
 
 
 @needs_real_cifar
 def test_real_cifar10_md5():
-  cifar_local.verify_md5(Path(REAL_CIFAR10))
+  sources.verify_cifar10_md5(Path(REAL_CIFAR10))
 
 
 # --- digits ----------------------------------------------------------------------------------
@@ -127,7 +128,7 @@ def test_digits_resized_and_subsampled():
   x2, y2 = data.load_labelled("digits", "train", _cfg(), image_size=48, max_examples=100)
   np.testing.assert_array_equal(x, x2)
   assert len(np.unique(y)) == 10  # a random subset, not the first 100 in class order
-  full, _ = digits.load("train")
+  full, _ = sources.load_digits("train")
   assert full.shape[0] == 1433
 
 
@@ -135,14 +136,14 @@ def test_digits_resized_and_subsampled():
 
 
 def test_imagenet100_class_list_is_the_cmc_subset():
-  wnids = imagenet100.class_list()
+  wnids = sources.imagenet100_classes()
   assert len(wnids) == 100 == len(set(wnids))
   assert wnids[:3] == ("n02869837", "n01749939", "n02488291") and wnids[-1] == "n02090622"
   assert all(len(w) == 9 and w[0] == "n" and w[1:].isdigit() for w in wnids)
 
 
 def test_imagenet100_folder_skips_and_counts_corrupt_files(tmp_path):
-  written = fake_data.write_fake_imagenet(tmp_path, class_indices=(0, 5, 99), per_class=3, corrupt=("val",))
+  written = write_fake_imagenet(tmp_path, class_indices=(0, 5, 99), per_class=3, corrupt=("val",))
   (tmp_path / "val" / "n99999999").mkdir()  # a class outside the subset is ignored
   (tmp_path / "val" / "n99999999" / "x.JPEG").write_bytes(b"junk")
   before = len(data.skipped_files())
@@ -156,7 +157,7 @@ def test_imagenet100_folder_skips_and_counts_corrupt_files(tmp_path):
 
 
 def test_imagenet100_labelled_image_matches_file(tmp_path):
-  written = fake_data.write_fake_imagenet(tmp_path, class_indices=(3,), per_class=1, size=(32, 32))
+  written = write_fake_imagenet(tmp_path, class_indices=(3,), per_class=1, size=(32, 32))
   x, y = data.load_labelled("imagenet100", "train", _cfg(imagenet100_dir=str(tmp_path)), image_size=32)
   from PIL import Image
 
@@ -167,7 +168,7 @@ def test_imagenet100_labelled_image_matches_file(tmp_path):
 
 
 def test_imagenet100_pretraining_replaces_corrupt_files_and_keeps_batch_size(tmp_path):
-  fake_data.write_fake_imagenet(tmp_path, class_indices=(0, 1, 2), per_class=3, corrupt=("train",))
+  write_fake_imagenet(tmp_path, class_indices=(0, 1, 2), per_class=3, corrupt=("train",))
   cfg = _cfg(imagenet100_dir=str(tmp_path), datasets=("imagenet100@train",), batch_size=5, image_size=16)
   assert data.pretrain_num_examples(cfg) == 10
   it = data.make_pretrain_iterator(cfg, seed=0)
@@ -190,9 +191,9 @@ def test_imagenet100_missing_folder_errors(tmp_path):
 
 
 def test_all_candidates_unreadable_is_an_error_not_a_short_batch(tmp_path):
-  class_dir = tmp_path / "train" / imagenet100.class_list()[0]
+  class_dir = tmp_path / "train" / sources.imagenet100_classes()[0]
   class_dir.mkdir(parents=True)
-  for i in range(files.MAX_CONSECUTIVE_BAD + 1):
+  for i in range(sources.MAX_CONSECUTIVE_BAD + 1):
     (class_dir / f"bad{i}.JPEG").write_bytes(b"junk")
   cfg = _cfg(imagenet100_dir=str(tmp_path), datasets=("imagenet100",), batch_size=2, image_size=8)
   with pytest.raises(data.DataError, match="consecutive unreadable"):
@@ -214,13 +215,13 @@ def test_tfds_datasets_under_mock(name, native, tmp_path):
     batch = next(it)
     assert set(batch) == {"image"}
     assert batch["image"].shape == (8, 24, 24, 3) and batch["image"].dtype == np.uint8
-    raw, _ = tfds_source.load(name, "train", data_dir=str(tmp_path), download=False)
+    raw, _ = sources.load_tfds(name, "train", data_dir=str(tmp_path), download=False)
     assert raw.shape == (20, native, native, 3)
 
 
 def test_tfds_max_stored_size_shrinks_at_load(tmp_path):
   with tfds.testing.mock_data(num_examples=4):
-    images, _ = tfds_source.load("stl10", "unlabelled", data_dir=str(tmp_path), download=False, max_size=40)
+    images, _ = sources.load_tfds("stl10", "unlabelled", data_dir=str(tmp_path), download=False, max_size=40)
   assert images.shape == (4, 40, 40, 3) and images.dtype == np.uint8
 
 
@@ -233,7 +234,7 @@ def test_unprepared_tfds_dataset_fails_fast_offline(tmp_path):
 
 
 def test_download_without_network_fails_fast(tmp_path, monkeypatch):
-  monkeypatch.setattr(tfds_source, "network_available", lambda *a, **k: False)
+  monkeypatch.setattr(sources, "network_available", lambda *a, **k: False)
   cfg = _cfg(tfds_data_dir=str(tmp_path), download=True)
   start = time.monotonic()
   with pytest.raises(data.DataError, match=r"no network.*'stl10'"):
@@ -243,7 +244,7 @@ def test_download_without_network_fails_fast(tmp_path, monkeypatch):
 
 def test_network_probe_gives_up_within_its_timeout():
   start = time.monotonic()
-  assert tfds_source.network_available(("192.0.2.1", 9), timeout=0.5) is False  # TEST-NET-1: never routable
+  assert sources.network_available(("192.0.2.1", 9), timeout=0.5) is False  # TEST-NET-1: never routable
   assert time.monotonic() - start < 2
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import hjepa_jax.data as data
-from hjepa_jax.data import fake_data
-from hjepa_jax.data.ordering import MixtureOrder
+from hjepa_jax.data.pipeline import MixtureOrder
 from hjepa_jax.data.sources import load_source
 from hjepa_jax.data.validate import check_data_config
 from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
+from tests._data import write_fake_imagenet
 
 DIGITS_TRAIN = 1433
 
@@ -18,7 +18,7 @@ DIGITS_TRAIN = 1433
 @pytest.fixture(scope="module")
 def imagenet_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("imagenet")
-  fake_data.write_fake_imagenet(root, class_indices=(0, 1), per_class=4, size=(32, 40))
+  write_fake_imagenet(root, class_indices=(0, 1), per_class=4, size=(32, 40))
   return str(root)
 
 

@@ -1,10 +1,11 @@
-"""Pretraining augmentations as TensorFlow stateless random ops.
+"""TensorFlow image ops on uint8 HWC images: resizing, and the pretraining augmentations.
 
-All randomness of an example is a vector of uniforms that is a pure function
-of (seed, epoch, position in the epoch's order), so an augmented batch can be
-recomputed bit for bit after a restart, whatever the batch size or host
-split. Each augmentation step owns fixed entries of that vector, so switching
-one step on or off leaves the draws of the others intact.
+Resizing (`resize`, `shrink_to_max_size`, `center_resize`) is deterministic and also serves loading
+and evaluation. The augmentations are stateless random ops: all randomness of an example is a vector
+of uniforms that is a pure function of (seed, epoch, position in the epoch's order), so an augmented
+batch can be recomputed bit for bit after a restart, whatever the batch size or host split. Each
+augmentation step owns fixed entries of that vector, so switching one step on or off leaves the draws
+of the others intact.
 
 The uniforms, and for in-memory images the crop boxes, are computed for a
 whole chunk of examples at once: tf.data pays a per-op cost per call, and
@@ -16,8 +17,9 @@ LOCAL_VIEW_BASE + j the small multi-crop views. View v draws its uniforms from
 the same tables' seeds folded with v (view 0 is not folded), so each view's
 draws are fixed by (seed, epoch, position, v) and switching views on or off
 leaves the others' draws intact.
-"""
 
+Everything here receives values `validate.check_data_config` has already checked.
+"""
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -25,8 +27,65 @@ from typing import Any
 
 import tensorflow as tf
 
-from hjepa_jax.data import transforms
-from hjepa_jax.data.errors import DataError
+
+# --- Deterministic resizing (pretraining, loading and evaluation) -----------------------------
+
+
+def to_uint8(image: tf.Tensor) -> tf.Tensor:
+  """Rounds and clips a float image on the 0-255 scale to uint8."""
+  return tf.saturate_cast(tf.round(image), tf.uint8)
+
+
+def resize(image: tf.Tensor, height, width) -> tf.Tensor:
+  """Bilinear resize of a uint8 or float image ([H, W, C] or [N, H, W, C]) to float32.
+
+  Shrinking is antialiased (96 px STL-10 or ImageNet down to 32 px would
+  alias otherwise); enlarging uses plain bilinear interpolation, which is
+  what antialiasing reduces to there but 3-4x cheaper.
+  """
+  image = tf.cast(image, tf.float32)
+  size = tf.stack([height, width])
+  in_size = tf.shape(image)[-3:-1]
+  return tf.cond(
+      tf.reduce_any(in_size > size),
+      lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
+      lambda: tf.image.resize(image, size, method="bilinear", antialias=False),
+  )
+
+
+def shrink_to_max_size(image: tf.Tensor, max_size: int | None) -> tf.Tensor:
+  """Downscales so neither side exceeds `max_size` (aspect kept); smaller images pass unchanged."""
+  if max_size is None:
+    return image
+  shape = tf.shape(image)
+  h, w = shape[0], shape[1]
+  scale = tf.minimum(1.0, max_size / tf.cast(tf.maximum(h, w), tf.float32))
+  new_h = tf.maximum(1, tf.cast(tf.round(tf.cast(h, tf.float32) * scale), tf.int32))
+  new_w = tf.maximum(1, tf.cast(tf.round(tf.cast(w, tf.float32) * scale), tf.int32))
+  return tf.cond(
+      scale < 1.0,
+      lambda: to_uint8(resize(image, new_h, new_w)),
+      lambda: image,
+  )
+
+
+def center_resize(image: tf.Tensor, size: int, crop_fraction: float = 1.0) -> tf.Tensor:
+  """Evaluation view: shorter side to size / crop_fraction, then a centred size x size crop (uint8)."""
+  shape = tf.shape(image)
+  h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+  short = size / crop_fraction
+  scale = short / tf.minimum(h, w)
+  new_h = tf.maximum(size, tf.cast(tf.round(h * scale), tf.int32))
+  new_w = tf.maximum(size, tf.cast(tf.round(w * scale), tf.int32))
+  unchanged = tf.logical_and(tf.equal(new_h, shape[0]), tf.equal(new_w, shape[1]))
+  resized = tf.cond(unchanged, lambda: image, lambda: to_uint8(resize(image, new_h, new_w)))
+  top = (new_h - size) // 2
+  left = (new_w - size) // 2
+  out = resized[top : top + size, left : left + size]
+  return tf.ensure_shape(out, [size, size, 3])
+
+
+# --- Random augmentations --------------------------------------------------------------------
 
 _CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes, then falls back to a centre crop
 _JITTER = 0.3  # DeiT-III colour jitter for brightness, contrast and saturation
@@ -46,37 +105,19 @@ MAX_GLOBAL_VIEWS = 2
 LOCAL_VIEW_BASE = MAX_GLOBAL_VIEWS
 
 
+def _floats(pair) -> tuple[float, float]:
+  return tuple(float(v) for v in pair)
+
+
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-  """The augmentation part of `config.data`, validated."""
+  """How one kind of view is cut from an image (built by `ViewConfig.from_data_config`)."""
 
   image_size: int
-  crop_scale: tuple[float, float] = (0.3, 1.0)
-  crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
-  horizontal_flip: bool = False
-  deit3_strength: float = 0.0
-
-  def __post_init__(self):
-    lo, hi = self.crop_scale
-    if not 0 < lo <= hi <= 1:
-      raise DataError(f"crop_scale={self.crop_scale} must satisfy 0 < min <= max <= 1 (area fractions).")
-    lo, hi = self.crop_ratio
-    if not 0 < lo <= hi:
-      raise DataError(f"crop_ratio={self.crop_ratio} must satisfy 0 < min <= max (width / height).")
-    if self.image_size < 1:
-      raise DataError(f"image_size={self.image_size} must be a positive number of pixels.")
-    if not (math.isfinite(self.deit3_strength) and self.deit3_strength >= 0):
-      raise DataError(f"deit3_strength={self.deit3_strength} must be >= 0 (0 turns 3-Augment off).")
-
-  @classmethod
-  def from_data_config(cls, data_cfg: Any, image_size: int | None = None) -> "AugmentConfig":
-    return cls(
-        image_size=int(image_size or data_cfg.image_size),
-        crop_scale=tuple(float(v) for v in data_cfg.crop_scale),
-        crop_ratio=tuple(float(v) for v in data_cfg.crop_ratio),
-        horizontal_flip=bool(data_cfg.horizontal_flip),
-        deit3_strength=float(data_cfg.deit3_strength),
-    )
+  crop_scale: tuple[float, float]
+  crop_ratio: tuple[float, float]
+  horizontal_flip: bool
+  deit3_strength: float
 
 
 def uniforms(seed: int, epoch: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
@@ -96,8 +137,6 @@ def view_uniforms(seed: int, epoch: tf.Tensor, offset: tf.Tensor, views: Sequenc
   with that table's seed folded with v.
   """
   views = tuple(int(v) for v in views)
-  if not views or min(views) < 0:
-    raise DataError(f"views={views} must be a non-empty list of indices >= 0.")
   epoch = tf.cast(epoch, tf.int64)
   offset = tf.cast(offset, tf.int64)
   block_ids = tf.stack([epoch, offset // _BLOCK], axis=1)
@@ -193,12 +232,12 @@ def _three_augment(image, u, cfg: AugmentConfig):
 def apply(image: tf.Tensor, u: tf.Tensor, box: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
   """uint8 [H, W, 3] -> uint8 [S, S, 3]: crop `box`, resize to S, then flip / 3-Augment per u."""
   crop = image[box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
-  out = transforms.resize(crop, cfg.image_size, cfg.image_size)
+  out = resize(crop, cfg.image_size, cfg.image_size)
   if cfg.horizontal_flip:
     out = tf.cond(u[_U_FLIP] < 0.5, lambda: tf.reverse(out, axis=[1]), lambda: out)
   if cfg.deit3_strength > 0:
     out = _three_augment(out, u, cfg)
-  return tf.ensure_shape(transforms.to_uint8(out), [cfg.image_size, cfg.image_size, 3])
+  return tf.ensure_shape(to_uint8(out), [cfg.image_size, cfg.image_size, 3])
 
 
 def augment(image: tf.Tensor, u: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
@@ -214,25 +253,24 @@ class ViewConfig:
   `num_local` small multi-crop views made with local_cfg."""
 
   global_cfg: AugmentConfig
-  num_global: int = 1
-  local_cfg: AugmentConfig | None = None
-  num_local: int = 0
-
-  def __post_init__(self):
-    if self.num_global not in range(1, MAX_GLOBAL_VIEWS + 1):
-      raise DataError(f"num_views={self.num_global} must be 1 or {MAX_GLOBAL_VIEWS} (global views per image).")
-    if self.num_local < 0 or (self.num_local and self.local_cfg is None):
-      raise DataError(f"num_local={self.num_local} must be >= 0, and local views need a local_cfg.")
+  num_global: int
+  local_cfg: AugmentConfig
+  num_local: int
 
   @classmethod
-  def from_data_config(cls, data_cfg: Any, num_global: int = 1) -> "ViewConfig":
-    """Global views from the crop / flip / 3-Augment keys, local ones from data.multicrop."""
-    from hjepa_jax.data.validate import read_multicrop
-
-    num_local, local_size, local_scale = read_multicrop(data_cfg)
-    global_cfg = AugmentConfig.from_data_config(data_cfg)
-    local_cfg = dataclasses.replace(global_cfg, image_size=local_size, crop_scale=local_scale)
-    return cls(global_cfg, int(num_global), local_cfg, num_local)
+  def from_data_config(cls, data_cfg: Any, num_global: int) -> "ViewConfig":
+    """The views of a validated `config.data`: global views from the crop / flip / 3-Augment keys,
+    local ones from data.multicrop (same aspect range, flips and 3-Augment)."""
+    global_cfg = AugmentConfig(
+        image_size=int(data_cfg.image_size),
+        crop_scale=_floats(data_cfg.crop_scale),
+        crop_ratio=_floats(data_cfg.crop_ratio),
+        horizontal_flip=bool(data_cfg.horizontal_flip),
+        deit3_strength=float(data_cfg.deit3_strength),
+    )
+    mc = data_cfg.multicrop
+    local_cfg = dataclasses.replace(global_cfg, image_size=int(mc.local_size), crop_scale=_floats(mc.local_scale))
+    return cls(global_cfg, int(num_global), local_cfg, int(mc.num_local))
 
   @property
   def view_ids(self) -> tuple[int, ...]:
