@@ -123,7 +123,7 @@ def test_view_losses_report_their_metrics():
 def test_aggressive_trains_on_generated_imagenet(tmp_path):
   """configs/aggressive.py with every phase 1-3 feature on (FPN, contrastive two views, accumulation,
   remat, LayerScale, 3-Augment) trains on an ImageNet-100 folder layout; Ti/16 at 96 px keeps it quick."""
-  from hjepa_jax.data import fake_data  # pylint: disable=g-import-not-at-top
+  from tests import _data as fake_data  # pylint: disable=g-import-not-at-top
   fake_data.write_fake_imagenet(tmp_path / "imagenet", class_indices=(0, 1, 2, 3), per_class=8, size=(112, 112))
   cfg = config_lib.load_config(os.path.join(ROOT, "configs", "aggressive.py"), "model=Ti/16")
   cfg.data.imagenet100_dir = str(tmp_path / "imagenet")

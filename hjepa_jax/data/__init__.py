@@ -1,17 +1,21 @@
-"""Input pipelines for H-JEPA pretraining and evaluation (numpy + TensorFlow, no JAX).
+"""Input pipelines for H-JEPA pretraining and evaluation (numpy + TensorFlow).
+
+  config.py    the `config.data` keys and their defaults
+  validate.py  DataError, the dataset catalogue, and every check of a `config.data` value
+  sources.py   the datasets' loaders (CIFAR-10 pickles, TFDS, ImageNet-100 folders, digits), cached
+  augment.py   TensorFlow image ops: resizing, random-resized crops, flips, 3-Augment, multi-crop views
+  pipeline.py  the pretraining stream: mixture order, exact resumption, host split, tf.data
+  labelled.py  labelled evaluation splits
 
 Importing this package is cheap: TensorFlow is imported only when a pipeline
 or a dataset is first requested, so configs can use `default_data_config`
 without paying for it.
 """
-
 import importlib
 from typing import TYPE_CHECKING
 
 from hjepa_jax.data.config import default_data_config
-from hjepa_jax.data.constants import IMAGENET_MEAN, IMAGENET_STD
-from hjepa_jax.data.errors import DataError
-from hjepa_jax.data.specs import DATASET_NAMES, num_classes
+from hjepa_jax.data.validate import DATASET_NAMES, DataError, num_classes
 
 _LAZY = {
     "make_pretrain_iterator": "hjepa_jax.data.pipeline",
@@ -19,21 +23,18 @@ _LAZY = {
     "PretrainIterator": "hjepa_jax.data.pipeline",
     "load_labelled": "hjepa_jax.data.labelled",
     "load_eval_data": "hjepa_jax.data.labelled",
-    "skipped_files": "hjepa_jax.data.files",
+    "skipped_files": "hjepa_jax.data.sources",
     "clear_cache": "hjepa_jax.data.sources",
 }
 
 if TYPE_CHECKING:
-    from hjepa_jax.data.files import skipped_files
-    from hjepa_jax.data.labelled import load_eval_data, load_labelled
-    from hjepa_jax.data.pipeline import PretrainIterator, make_pretrain_iterator, pretrain_num_examples
-    from hjepa_jax.data.sources import clear_cache
+  from hjepa_jax.data.labelled import load_eval_data, load_labelled
+  from hjepa_jax.data.pipeline import PretrainIterator, make_pretrain_iterator, pretrain_num_examples
+  from hjepa_jax.data.sources import clear_cache, skipped_files
 
 __all__ = [
     "DATASET_NAMES",
     "DataError",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "PretrainIterator",
     "clear_cache",
     "default_data_config",
@@ -47,12 +48,12 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  if name in _LAZY:
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+  return sorted(set(globals()) | set(_LAZY))

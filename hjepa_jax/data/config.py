@@ -9,73 +9,73 @@ from ml_collections import config_dict
 
 
 def default_data_config() -> ml_collections.ConfigDict:
-    """Returns the data config with every key the data package reads."""
-    c = ml_collections.ConfigDict()
+  """Returns the data config with every key the data package reads."""
+  c = ml_collections.ConfigDict()
 
-    # Pretraining mixture: a tuple of strings "name[@split][:weight]". Names:
-    # "cifar10" (TFDS), "cifar10_local" (python-pickle folder), "stl10" (TFDS),
-    # "imagenet100" (image folder), "digits" (bundled with scikit-learn).
-    # Split defaults to "train" ("unlabelled+train" for stl10); weights (> 0,
-    # default 1) are normalised. Strings keep the config freezable. Example:
-    # --config.data.datasets='("stl10:0.8", "cifar10_local@train:0.2")'
-    c.datasets = ("cifar10_local@train:1.0",)
-    # Output side length in pixels of every image the pipelines deliver.
-    c.image_size = 32
-    # GLOBAL batch size (all hosts together) of one optimizer micro-batch.
-    c.batch_size = 256
+  # Pretraining mixture: a tuple of strings "name[@split][:weight]". Names:
+  # "cifar10" (TFDS), "cifar10_local" (python-pickle folder), "stl10" (TFDS),
+  # "imagenet100" (image folder), "digits" (bundled with scikit-learn).
+  # Split defaults to "train" ("unlabelled+train" for stl10); weights (> 0,
+  # default 1) are normalised. Strings keep the config freezable. Example:
+  # --config.data.datasets='("stl10:0.8", "cifar10_local@train:0.2")'
+  c.datasets = ("cifar10_local@train:1.0",)
+  # Output side length in pixels of every image the pipelines deliver.
+  c.image_size = 32
+  # GLOBAL batch size (all hosts together) of one optimizer micro-batch.
+  c.batch_size = 256
 
-    # Folder with the CIFAR-10 python-pickle layout (data_batch_1..5,
-    # test_batch); when unset, the HJEPA_CIFAR10_DIR environment variable.
-    c.cifar10_dir = config_dict.placeholder(str)
-    # ImageNet root with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG; only the
-    # 100 CMC classes are read, so a full ImageNet folder works too.
-    c.imagenet100_dir = config_dict.placeholder(str)
-    # TFDS data_dir for "cifar10" / "stl10"; unset means TFDS's default
-    # (~/tensorflow_datasets or $TFDS_DATA_DIR).
-    c.tfds_data_dir = config_dict.placeholder(str)
-    # Let TFDS download and prepare missing datasets (needs network).
-    c.download = False
-    # In-memory datasets with images larger than this are downscaled once at
-    # load time to save RAM (STL-10 unlabelled is 2.8 GB at 96 px); unset keeps
-    # native resolution.
-    c.max_stored_size = config_dict.placeholder(int)
+  # Folder with the CIFAR-10 python-pickle layout (data_batch_1..5,
+  # test_batch); when unset, the HJEPA_CIFAR10_DIR environment variable.
+  c.cifar10_dir = config_dict.placeholder(str)
+  # ImageNet root with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG; only the
+  # 100 CMC classes are read, so a full ImageNet folder works too.
+  c.imagenet100_dir = config_dict.placeholder(str)
+  # TFDS data_dir for "cifar10" / "stl10"; unset means TFDS's default
+  # (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  c.tfds_data_dir = config_dict.placeholder(str)
+  # Let TFDS download and prepare missing datasets (needs network).
+  c.download = False
+  # In-memory datasets with images larger than this are downscaled once at
+  # load time to save RAM (STL-10 unlabelled is 2.8 GB at 96 px); unset keeps
+  # native resolution.
+  c.max_stored_size = config_dict.placeholder(int)
 
-    # tf.data map parallelism; -1 means tf.data.AUTOTUNE.
-    c.num_parallel_calls = -1
-    # Batches prefetched ahead of the training loop (0: none, -1: AUTOTUNE).
-    c.prefetch = 2
+  # tf.data map parallelism; -1 means tf.data.AUTOTUNE.
+  c.num_parallel_calls = -1
+  # Batches prefetched ahead of the training loop (0: none, -1: AUTOTUNE).
+  c.prefetch = 2
 
-    # Random-resized-crop area fraction range (I-JEPA default).
-    c.crop_scale = (0.3, 1.0)
-    # Random-resized-crop aspect ratio range (w/h).
-    c.crop_ratio = (3.0 / 4.0, 4.0 / 3.0)
-    # Random horizontal flips; I-JEPA's released configs leave them off.
-    c.horizontal_flip = False
-    # DeiT-III "3-Augment" strength: 0 is off; 1 picks one of grayscale /
-    # solarize / gaussian blur per image and adds colour jitter of 0.3.
-    c.deit3_strength = 0.0
-    # Multi-crop (DINO style) local views, delivered as batch["local"] next to
-    # the global view(s); aspect range, flips and 3-Augment as for global views.
-    c.multicrop = ml_collections.ConfigDict(
-        dict(
-            num_local=0,  # extra small crops per image (0: off)
-            local_size=96,  # their side length in pixels (<= image_size)
-            local_scale=(0.05, 0.3),  # their random-resized-crop area fraction range
-        )
-    )
+  # Random-resized-crop area fraction range (I-JEPA default).
+  c.crop_scale = (0.3, 1.0)
+  # Random-resized-crop aspect ratio range (w/h).
+  c.crop_ratio = (3.0 / 4.0, 4.0 / 3.0)
+  # Random horizontal flips; I-JEPA's released configs leave them off.
+  c.horizontal_flip = False
+  # DeiT-III "3-Augment" strength: 0 is off; 1 picks one of grayscale /
+  # solarize / gaussian blur per image and adds colour jitter of 0.3.
+  c.deit3_strength = 0.0
+  # Multi-crop (DINO style) local views, delivered as batch["local"] next to
+  # the global view(s); aspect range, flips and 3-Augment as for global views.
+  c.multicrop = ml_collections.ConfigDict(
+      dict(
+          num_local=0,  # extra small crops per image (0: off)
+          local_size=96,  # their side length in pixels (<= image_size)
+          local_scale=(0.05, 0.3),  # their random-resized-crop area fraction range
+      )
+  )
 
-    # Labelled dataset the evaluators (k-NN, linear probe) use.
-    c.eval_dataset = "cifar10_local"
-    # Split the evaluators fit on.
-    c.eval_split_train = "train"
-    # Split the evaluators report on ("val" is used for imagenet100; "test"
-    # is accepted as an alias there).
-    c.eval_split_test = "test"
-    # Cap on examples per evaluation split (a fixed random subset); unset
-    # means the whole split.
-    c.eval_max_examples = config_dict.placeholder(int)
-    # Evaluation preprocessing: resize the shorter side to
-    # image_size / eval_crop_fraction, then centre-crop image_size
-    # (0.875 is the usual ImageNet choice; 1.0 keeps the whole square).
-    c.eval_crop_fraction = 1.0
-    return c
+  # Labelled dataset the evaluators (k-NN, linear probe) use.
+  c.eval_dataset = "cifar10_local"
+  # Split the evaluators fit on.
+  c.eval_split_train = "train"
+  # Split the evaluators report on ("val" is used for imagenet100; "test"
+  # is accepted as an alias there).
+  c.eval_split_test = "test"
+  # Cap on examples per evaluation split (a fixed random subset); unset
+  # means the whole split.
+  c.eval_max_examples = config_dict.placeholder(int)
+  # Evaluation preprocessing: resize the shorter side to
+  # image_size / eval_crop_fraction, then centre-crop image_size
+  # (0.875 is the usual ImageNet choice; 1.0 keeps the whole square).
+  c.eval_crop_fraction = 1.0
+  return c

@@ -6,9 +6,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from hjepa_jax.data import files, specs, tf_runtime, transforms
-from hjepa_jax.data.errors import DataError
-from hjepa_jax.data.sources import ArraySource, load_source
+from hjepa_jax.data import augment
+from hjepa_jax.data.sources import decode, load_source, record_skipped
+from hjepa_jax.data.validate import DataError, check_data_config, check_labelled_split
 
 _log = logging.getLogger(__name__)
 _SUBSET_SEED = 0
@@ -16,53 +16,51 @@ _CHUNK = 256
 
 
 def _subset(n: int, max_examples: int | None) -> np.ndarray:
-    """All indices, or a fixed random subset (sorted) of max_examples of them.
+  """All indices, or a fixed random subset (sorted) of max_examples of them.
 
-    A random subset rather than the first k keeps class balance on datasets
-    stored class by class (ImageNet folders).
-    """
-    if max_examples is None or max_examples >= n:
-        return np.arange(n)
-    if max_examples < 1:
-        raise DataError(f"max_examples={max_examples} must be positive (or None for the whole split).")
-    rng = np.random.default_rng(np.random.SeedSequence([_SUBSET_SEED, n]))
-    return np.sort(rng.permutation(n)[:max_examples])
+  A random subset rather than the first k keeps class balance on datasets
+  stored class by class (ImageNet folders).
+  """
+  if max_examples is None or max_examples >= n:
+    return np.arange(n)
+  rng = np.random.default_rng(np.random.SeedSequence([_SUBSET_SEED, n]))
+  return np.sort(rng.permutation(n)[:max_examples])
 
 
 def _resize_arrays(images: np.ndarray, size: int, crop_fraction: float) -> np.ndarray:
-    """transforms.center_resize for a stack of same-sized images, done chunk-wise."""
-    h, w = images.shape[1:3]
-    scale = size / crop_fraction / min(h, w)
-    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    top, left = (new_h - size) // 2, (new_w - size) // 2
-    if (new_h, new_w) == (h, w):
-        return np.array(images[:, top : top + size, left : left + size])
-    out = np.empty((len(images), size, size, 3), np.uint8)
-    for i in range(0, len(images), _CHUNK):
-        resized = transforms.to_uint8(transforms.resize(images[i : i + _CHUNK], new_h, new_w)).numpy()
-        out[i : i + _CHUNK] = resized[:, top : top + size, left : left + size]
-    return out
+  """augment.center_resize for a stack of same-sized images, done chunk-wise."""
+  h, w = images.shape[1:3]
+  scale = size / crop_fraction / min(h, w)
+  new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+  top, left = (new_h - size) // 2, (new_w - size) // 2
+  if (new_h, new_w) == (h, w):
+    return np.array(images[:, top : top + size, left : left + size])
+  out = np.empty((len(images), size, size, 3), np.uint8)
+  for i in range(0, len(images), _CHUNK):
+    resized = augment.to_uint8(augment.resize(images[i : i + _CHUNK], new_h, new_w)).numpy()
+    out[i : i + _CHUNK] = resized[:, top : top + size, left : left + size]
+  return out
 
 
 def _decode_files(paths: np.ndarray, size: int, crop_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded images and the indices that decoded; unreadable files are dropped and recorded."""
-    ds = tf.data.Dataset.from_tensor_slices((paths, np.arange(len(paths))))
-    ds = ds.map(
-        lambda p, i: (transforms.center_resize(files.decode(p), size, crop_fraction), i),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    ).ignore_errors()
-    out = np.empty((len(paths), size, size, 3), np.uint8)
-    kept = []
-    for images, idx in ds.batch(_CHUNK).as_numpy_iterator():
-        out[len(kept) : len(kept) + len(idx)] = images
-        kept.extend(idx.tolist())
-    kept = np.asarray(kept, np.int64)
-    bad = np.setdiff1d(np.arange(len(paths)), kept)
-    if len(bad):
-        files.record_skipped([str(paths[i]) for i in bad])
-        _log.warning("Dropped %d unreadable images of %d", len(bad), len(paths))
-    return out[: len(kept)], kept
+  """Decoded images and the indices that decoded; unreadable files are dropped and recorded."""
+  ds = tf.data.Dataset.from_tensor_slices((paths, np.arange(len(paths))))
+  ds = ds.map(
+      lambda p, i: (augment.center_resize(decode(p), size, crop_fraction), i),
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True,
+  ).ignore_errors()
+  out = np.empty((len(paths), size, size, 3), np.uint8)
+  kept = []
+  for images, idx in ds.batch(_CHUNK).as_numpy_iterator():
+    out[len(kept) : len(kept) + len(idx)] = images
+    kept.extend(idx.tolist())
+  kept = np.asarray(kept, np.int64)
+  bad = np.setdiff1d(np.arange(len(paths)), kept)
+  if len(bad):
+    record_skipped([str(paths[i]) for i in bad])
+    _log.warning("Dropped %d unreadable images of %d", len(bad), len(paths))
+  return out[: len(kept)], kept
 
 
 def load_labelled(
@@ -73,42 +71,40 @@ def load_labelled(
     image_size: int | None = None,
     max_examples: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [N, S, S, 3] and int32 labels of a labelled split, deterministic.
+  """uint8 images [N, S, S, 3] and int32 labels of a labelled split, deterministic.
 
-    Images are resized (shorter side to S / data_cfg.eval_crop_fraction, then a
-    centred S x S crop) with S = image_size or data_cfg.image_size. With
-    max_examples, a fixed random subset of that size is returned, in dataset
-    order. Unreadable image files are left out (see `skipped_files()`).
-    """
-    if split not in specs.labelled_splits(name) and not (name == "imagenet100" and split == "test"):
-        raise DataError(
-            f"{name!r} has labelled splits {', '.join(specs.labelled_splits(name))}; {split!r} is not one."
-        )
-    size = int(image_size or data_cfg.image_size)
-    crop_fraction = float(data_cfg.eval_crop_fraction)
-    if not 0 < crop_fraction <= 1:
-        raise DataError(f"eval_crop_fraction={crop_fraction} must be in (0, 1].")
-    tf_runtime.ensure_cpu_only()
-    source = load_source(name, split, data_cfg)
-    idx = _subset(len(source), max_examples)
-    if isinstance(source, ArraySource):
-        return _resize_arrays(source.images[idx], size, crop_fraction), source.labels[idx].astype(np.int32)
-    images, kept = _decode_files(source.paths[idx], size, crop_fraction)
-    return images, source.labels[idx][kept].astype(np.int32)
+  Images are resized (shorter side to S / data_cfg.eval_crop_fraction, then a
+  centred S x S crop) with S = image_size or data_cfg.image_size. With
+  max_examples, a fixed random subset of that size is returned, in dataset
+  order. Unreadable image files are left out (see `skipped_files()`). All of
+  `data_cfg` is checked first (`check_data_config`).
+  """
+  check_data_config(data_cfg)
+  check_labelled_split(name, split)
+  if max_examples is not None and max_examples < 1:
+    raise DataError(f"max_examples={max_examples} must be positive (or None for the whole split).")
+  size = int(image_size or data_cfg.image_size)
+  crop_fraction = float(data_cfg.eval_crop_fraction)
+  source = load_source(name, split, data_cfg)
+  idx = _subset(len(source), max_examples)
+  if source.in_memory:
+    return _resize_arrays(source.images[idx], size, crop_fraction), source.labels[idx].astype(np.int32)
+  images, kept = _decode_files(source.paths[idx], size, crop_fraction)
+  return images, source.labels[idx][kept].astype(np.int32)
 
 
 def load_eval_data(
     data_cfg: Any, *, image_size: int | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"train": (images, labels), "test": (images, labels)} of data_cfg.eval_dataset,
-    from splits eval_split_train / eval_split_test, each capped at eval_max_examples."""
-    return {
-        role: load_labelled(
-            data_cfg.eval_dataset,
-            split,
-            data_cfg,
-            image_size=image_size,
-            max_examples=data_cfg.eval_max_examples,
-        )
-        for role, split in (("train", data_cfg.eval_split_train), ("test", data_cfg.eval_split_test))
-    }
+  """{"train": (images, labels), "test": (images, labels)} of data_cfg.eval_dataset,
+  from splits eval_split_train / eval_split_test, each capped at eval_max_examples."""
+  return {
+      role: load_labelled(
+          data_cfg.eval_dataset,
+          split,
+          data_cfg,
+          image_size=image_size,
+          max_examples=data_cfg.eval_max_examples,
+      )
+      for role, split in (("train", data_cfg.eval_split_train), ("test", data_cfg.eval_split_test))
+  }

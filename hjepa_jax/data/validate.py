@@ -1,78 +1,188 @@
-"""Reads and checks every `config.data` key up front, without loading any data.
+"""DataError, the dataset catalogue, and every check of a `config.data` value, made once up front.
 
-The trainer calls this before it compiles anything, so a bad value (or a key no code reads) fails
-in seconds with the key's name instead of after minutes of data loading.
+The trainer calls `check_data_config` before it compiles anything, and every public entry point of the
+package calls it on the config it is given, so a bad value fails in seconds with the key's name instead
+of after minutes of data loading. The code that loads, augments and orders data trusts what passed here.
+Kept free of TensorFlow so configs can be validated cheaply.
 """
-
+import dataclasses
+import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
-from hjepa_jax.data import specs
-from hjepa_jax.data.errors import DataError
+
+class DataError(Exception):
+  """A dataset cannot be used as configured.
+
+  Messages say what is wrong and what to do about it, because they are what a
+  researcher sees in the log of a run that died at startup.
+  """
+
+
+# name -> (number of classes, default pretraining split, labelled splits)
+_DATASETS: dict[str, tuple[int, str, tuple[str, ...]]] = {
+    "cifar10": (10, "train", ("train", "test")),
+    "cifar10_local": (10, "train", ("train", "test")),
+    "stl10": (10, "unlabelled+train", ("train", "test")),
+    "imagenet100": (100, "train", ("train", "val")),
+    "digits": (10, "train", ("train", "test")),
+}
+
+DATASET_NAMES = tuple(_DATASETS)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """One entry of the pretraining mixture, with its weight normalised."""
+
+  name: str
+  split: str
+  weight: float
+
+
+def _fail(message: str, key: str | None = None):
+  raise DataError(f"config key 'data.{key}': {message}" if key else message)
 
 
 def _require(cond: bool, key: str, message: str) -> None:
-    if not cond:
-        raise DataError(f"config key 'data.{key}': {message}")
+  if not cond:
+    _fail(message, key)
+
+
+def check_name(name: str, key: str | None = None) -> None:
+  """Raises DataError unless `name` is a known dataset (`key`: the config key it came from, if any)."""
+  if name not in _DATASETS:
+    _fail(f"Unknown dataset {name!r}. Use one of {', '.join(DATASET_NAMES)}.", key)
+
+
+def num_classes(name: str) -> int:
+  """Number of label classes of a labelled dataset."""
+  check_name(name)
+  return _DATASETS[name][0]
+
+
+def check_labelled_split(name: str, split: str, key: str | None = None) -> None:
+  """Raises DataError unless `split` is a labelled split of dataset `name` ("test" means "val" for imagenet100)."""
+  check_name(name)
+  splits = _DATASETS[name][2]
+  if split not in splits and not (name == "imagenet100" and split == "test"):
+    _fail(f"{name!r} has labelled splits {', '.join(splits)}; {split!r} is not one.", key)
+
+
+def _parse_entry_string(entry: str) -> dict[str, Any]:
+  """'name', 'name:weight', 'name@split' or 'name@split:weight'."""
+  body, weight = entry.strip(), None
+  head, sep, tail = body.rpartition(":")
+  if sep:
+    try:
+      weight = float(tail)
+      body = head
+    except ValueError:
+      if "@" not in head:  # a ':' outside a split expression must be a weight
+        _fail(f"bad entry {entry!r}: the part after ':' must be a number (a weight), e.g. 'stl10:0.8'.", "datasets")
+  name, at, split = body.partition("@")
+  out: dict[str, Any] = {"name": name.strip()}
+  if at:
+    out["split"] = split.strip()
+  if weight is not None:
+    out["weight"] = weight
+  return out
+
+
+def _entry_to_dict(entry: Any) -> dict[str, Any]:
+  if isinstance(entry, str):
+    return _parse_entry_string(entry)
+  if isinstance(entry, Mapping) or hasattr(entry, "to_dict"):
+    return dict(entry.to_dict() if hasattr(entry, "to_dict") else entry)
+  _fail(f"bad entry {entry!r}: use a string 'name', 'name:weight', 'name@split' or 'name@split:weight', "
+        "e.g. 'stl10@unlabelled+train:0.8'.", "datasets")
+
+
+def parse_datasets(datasets: Any) -> list[DatasetSpec]:
+  """Validates `data.datasets` and returns specs with weights summing to 1.
+
+  Entries are strings ('name[@split][:weight]'); mappings with keys name,
+  weight, split are accepted from Python callers too, but keep strings in a
+  ConfigDict: dicts inside tuples make it impossible to freeze.
+  """
+  if isinstance(datasets, (str, Mapping)) or hasattr(datasets, "to_dict"):
+    datasets = (datasets,)
+  entries = [_entry_to_dict(e) for e in datasets]
+  _require(bool(entries), "datasets", "is empty: name at least one dataset, e.g. ('cifar10_local',).")
+  specs = []
+  for e in entries:
+    unknown = set(e) - {"name", "weight", "split"}
+    _require(not unknown, "datasets", f"entry {e} has unknown keys {sorted(unknown)}; allowed: name, weight, split.")
+    _require("name" in e, "datasets", f"entry {e} has no 'name'.")
+    name = str(e["name"])
+    check_name(name, "datasets")
+    weight = e.get("weight", 1.0)
+    _require(not isinstance(weight, bool) and isinstance(weight, (int, float)) and math.isfinite(weight)
+             and weight > 0, "datasets",
+             f"dataset {name!r} has weight {weight!r}; weights must be positive finite numbers "
+             "(they are normalised to sum to 1). Remove the entry instead of giving it weight 0.")
+    split = e.get("split") or _DATASETS[name][1]
+    specs.append(DatasetSpec(name=name, split=str(split), weight=float(weight)))
+  keys = [(s.name, s.split) for s in specs]
+  _require(len(set(keys)) == len(keys), "datasets", f"lists the same (name, split) twice: {keys}. Merge the entries.")
+  total = sum(s.weight for s in specs)
+  return [dataclasses.replace(s, weight=s.weight / total) for s in specs]
 
 
 def _pair(value: Any, key: str, lo_bound: float, hi_bound: float | None) -> None:
-    _require(len(value) == 2, key, f"needs two numbers (low, high), got {value!r}")
-    lo, hi = value
-    _require(lo_bound < lo <= hi, key, f"needs {lo_bound} < low <= high, got {tuple(value)}")
-    if hi_bound is not None:
-        _require(hi <= hi_bound, key, f"high must be <= {hi_bound}, got {hi}")
+  _require(isinstance(value, (tuple, list)) and len(value) == 2, key, f"needs two numbers (low, high), got {value!r}")
+  lo, hi = value
+  _require(lo_bound < lo <= hi, key, f"needs {lo_bound} < low <= high, got {tuple(value)}")
+  if hi_bound is not None:
+    _require(hi <= hi_bound, key, f"high must be <= {hi_bound}, got {hi}")
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def read_multicrop(data_cfg: Any) -> tuple[int, int, tuple[float, float]]:
-    """Reads and checks all of data.multicrop (also when it is off): (num_local, local_size, local_scale)."""
-    mc = data_cfg.multicrop
-    num_local, local_size, local_scale = mc.num_local, mc.local_size, mc.local_scale
-    _require(_is_int(num_local) and num_local >= 0, "multicrop.num_local",
-             f"must be an integer >= 0 (0 turns local views off), got {num_local!r}")
-    image_size = data_cfg.image_size
-    _require(_is_int(local_size) and local_size >= 2, "multicrop.local_size",
-             f"must be an integer >= 2 pixels, got {local_size!r}")
-    # Only bounded by image_size when in use: the default 96 px must not fail 32 px runs without local views.
-    _require(num_local == 0 or local_size <= image_size, "multicrop.local_size",
-             f"must be <= image_size ({image_size}) when num_local > 0, got {local_size}")
-    _require(isinstance(local_scale, (tuple, list)), "multicrop.local_scale",
-             f"needs two numbers (low, high), got {local_scale!r}")
-    _pair(local_scale, "multicrop.local_scale", 0.0, 1.0)
-    return int(num_local), int(local_size), (float(local_scale[0]), float(local_scale[1]))
+def _check_multicrop(data_cfg: Any) -> None:
+  """All of data.multicrop, also when it is off."""
+  mc = data_cfg.multicrop
+  num_local, local_size = mc.num_local, mc.local_size
+  _require(_is_int(num_local) and num_local >= 0, "multicrop.num_local",
+           f"must be an integer >= 0 (0 turns local views off), got {num_local!r}")
+  _require(_is_int(local_size) and local_size >= 2, "multicrop.local_size",
+           f"must be an integer >= 2 pixels, got {local_size!r}")
+  # Only bounded by image_size when in use: the default 96 px must not fail 32 px runs without local views.
+  _require(num_local == 0 or local_size <= data_cfg.image_size, "multicrop.local_size",
+           f"must be <= image_size ({data_cfg.image_size}) when num_local > 0, got {local_size}")
+  _pair(mc.local_scale, "multicrop.local_scale", 0.0, 1.0)
 
 
-def check_data_config(data_cfg: Any) -> list[specs.DatasetSpec]:
-    """Validates every data key; returns the parsed pretraining mixture."""
-    mixture = specs.parse_datasets(data_cfg.datasets)
-    _require(data_cfg.image_size >= 8, "image_size", f"must be >= 8, got {data_cfg.image_size}")
-    _require(data_cfg.batch_size >= 1, "batch_size", f"must be >= 1, got {data_cfg.batch_size}")
-    for key in ("cifar10_dir", "imagenet100_dir", "tfds_data_dir"):
-        value = data_cfg[key]
-        _require(value is None or isinstance(value, str), key, f"must be a path, got {value!r}")
-    _require(isinstance(data_cfg.download, bool), "download", "must be True or False")
-    stored = data_cfg.max_stored_size
-    _require(stored is None or stored >= data_cfg.image_size, "max_stored_size",
-             f"must be unset or >= image_size ({data_cfg.image_size}), got {stored}")
-    _require(data_cfg.num_parallel_calls == -1 or data_cfg.num_parallel_calls >= 1, "num_parallel_calls",
-             f"must be -1 (AUTOTUNE) or >= 1, got {data_cfg.num_parallel_calls}")
-    _require(data_cfg.prefetch >= -1, "prefetch", f"must be -1 (AUTOTUNE), 0 or more, got {data_cfg.prefetch}")
-    _pair(data_cfg.crop_scale, "crop_scale", 0.0, 1.0)
-    _pair(data_cfg.crop_ratio, "crop_ratio", 0.0, None)
-    _require(isinstance(data_cfg.horizontal_flip, bool), "horizontal_flip", "must be True or False")
-    _require(data_cfg.deit3_strength >= 0, "deit3_strength", f"must be >= 0, got {data_cfg.deit3_strength}")
-    read_multicrop(data_cfg)
-    name = data_cfg.eval_dataset
-    specs.check_name(name)
-    splits = specs.labelled_splits(name) + (("test",) if name == "imagenet100" else ())
-    for key in ("eval_split_train", "eval_split_test"):
-        _require(data_cfg[key] in splits, key, f"{data_cfg[key]!r} is not a labelled split of {name}: {splits}")
-    cap = data_cfg.eval_max_examples
-    _require(cap is None or cap >= 1, "eval_max_examples", f"must be unset or >= 1, got {cap}")
-    _require(0 < data_cfg.eval_crop_fraction <= 1, "eval_crop_fraction",
-             f"must be in (0, 1], got {data_cfg.eval_crop_fraction}")
-    return mixture
+def check_data_config(data_cfg: Any) -> list[DatasetSpec]:
+  """Validates every data key; returns the parsed pretraining mixture."""
+  mixture = parse_datasets(data_cfg.datasets)
+  _require(data_cfg.image_size >= 8, "image_size", f"must be >= 8, got {data_cfg.image_size}")
+  _require(data_cfg.batch_size >= 1, "batch_size", f"must be >= 1, got {data_cfg.batch_size}")
+  for key in ("cifar10_dir", "imagenet100_dir", "tfds_data_dir"):
+    value = data_cfg[key]
+    _require(value is None or isinstance(value, str), key, f"must be a path, got {value!r}")
+  _require(isinstance(data_cfg.download, bool), "download", "must be True or False")
+  stored = data_cfg.max_stored_size
+  _require(stored is None or stored >= data_cfg.image_size, "max_stored_size",
+           f"must be unset or >= image_size ({data_cfg.image_size}), got {stored}")
+  _require(data_cfg.num_parallel_calls == -1 or data_cfg.num_parallel_calls >= 1, "num_parallel_calls",
+           f"must be -1 (AUTOTUNE) or >= 1, got {data_cfg.num_parallel_calls}")
+  _require(data_cfg.prefetch >= -1, "prefetch", f"must be -1 (AUTOTUNE), 0 or more, got {data_cfg.prefetch}")
+  _pair(data_cfg.crop_scale, "crop_scale", 0.0, 1.0)
+  _pair(data_cfg.crop_ratio, "crop_ratio", 0.0, None)
+  _require(isinstance(data_cfg.horizontal_flip, bool), "horizontal_flip", "must be True or False")
+  _require(math.isfinite(data_cfg.deit3_strength) and data_cfg.deit3_strength >= 0, "deit3_strength",
+           f"must be >= 0 (0 turns 3-Augment off), got {data_cfg.deit3_strength}")
+  _check_multicrop(data_cfg)
+  name = data_cfg.eval_dataset
+  check_name(name, "eval_dataset")
+  for key in ("eval_split_train", "eval_split_test"):
+    check_labelled_split(name, data_cfg[key], key)
+  cap = data_cfg.eval_max_examples
+  _require(cap is None or cap >= 1, "eval_max_examples", f"must be unset or >= 1, got {cap}")
+  _require(0 < data_cfg.eval_crop_fraction <= 1, "eval_crop_fraction",
+           f"must be in (0, 1], got {data_cfg.eval_crop_fraction}")
+  return mixture
