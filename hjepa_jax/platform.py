@@ -6,8 +6,6 @@ jax-graft "mtl"; "mlx" is accepted for MLX-based plugins.
 import dataclasses
 import logging
 
-import jax
-
 APPLE_BACKENDS = ("metal", "mps", "mtl", "mlx")
 # Backends known to ignore buffer donation (it only produces warnings there).
 NO_DONATION = ("metal",)
@@ -50,6 +48,7 @@ class Platform:
 
 
 def detect() -> Platform:
+  import jax  # pylint: disable=g-import-not-at-top  (lazy: the data pipelines use this module without JAX)
   devices = jax.devices()
   return Platform(backend=jax.default_backend(), device_kind=devices[0].device_kind,
                   num_devices=len(devices), process_count=jax.process_count())
@@ -70,6 +69,7 @@ def hide_gpus_from_tensorflow():
 def peak_memory_mb():
   """Peak memory so far in MiB: the accelerator's peak_bytes_in_use where the backend reports it
   (CUDA, some Metal plugins), else this process's peak resident set (CPU runs). Never raises."""
+  import jax  # pylint: disable=g-import-not-at-top
   try:
     stats = jax.local_devices()[0].memory_stats() or {}
   except Exception:  # pylint: disable=broad-except  (plugins raise assorted errors here)
