@@ -20,11 +20,8 @@ def get_config(arg=None):
   arg = parse_arg(arg, model="S/16")
   c = base_config()
   c.total_epochs = 40.0
-  c.log_every_steps = 50
-  c.ckpt_every_epochs = 1.0
 
   c.model.variant = arg["model"]
-  c.model.fused_attention = True
   c.model.layerscale = True
   c.model.remat = "nothing_saveable"
   c.model.fpn.enabled = True
@@ -43,6 +40,5 @@ def get_config(arg=None):
   c.data.deit3_strength = 0.5
   c.data.eval_dataset = "imagenet100"
   c.data.eval_split_test = "val"
-  c.eval.every_epochs = 5.0
   c.eval.knn_ks = (1, 5, 20)
   return c

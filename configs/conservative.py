@@ -18,30 +18,15 @@ from hjepa_jax.config import base_config, parse_arg
 
 def get_config(arg=None):
   arg = parse_arg(arg, model="S/16", local=False)
-  c = base_config()
-  c.total_epochs = 50.0
-  c.log_every_steps = 50
-  c.ckpt_every_epochs = 1.0
-  c.keep_checkpoints = 3
+  c = base_config()  # the schema's defaults are the I-JEPA ViT-S/16 recipe; only differences below
 
   c.model.variant = arg["model"]
-  c.model.fused_attention = True
   c.model.layerscale = True
-  c.model.layerscale_init = 1e-5
-  c.model.remat = "none"
-  c.model.predictor.width, c.model.predictor.depth, c.model.predictor.num_heads = 384, 6, 6
   c.loss.num_hierarchies = 3
   c.loss.hierarchy_weights = (1.0, 0.7, 0.5)
-
-  c.optim.lr = 1.5e-4
-  c.optim.warmup_epochs = 5.0
-  c.optim.clip_norm = 3.0
-
   c.data.datasets = ("cifar10_local",) if arg["local"] else ("cifar10", "stl10")
   c.data.image_size = 224
   c.data.batch_size = 32
   c.data.eval_dataset = "cifar10_local" if arg["local"] else "cifar10"
-  c.eval.every_epochs = 5.0
-  c.eval.max_examples = 5000
   c.eval.knn_ks = (1, 5, 20)
   return c

@@ -19,5 +19,4 @@ def get_config(arg=None):
   c.total_epochs = 45.0
   c.model.layerscale = False
   c.model.remat = "nothing_saveable"
-  c.loss.hierarchy_weights = (1.0, 0.7, 0.5)
   return c

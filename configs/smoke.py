@@ -32,7 +32,6 @@ def get_config(arg=None):
   c.loss.hierarchy_weights = (1.0, 0.5)
   c.optim.lr = 1e-3
   c.optim.warmup_epochs = 1.0
-  c.optim.clip_norm = 3.0
 
   c.data.datasets = (arg["dataset"],)
   c.data.image_size = 32
@@ -45,7 +44,6 @@ def get_config(arg=None):
   c.eval.every_epochs = 2.5
   c.eval.max_examples = 1000
   c.eval.knn_ks = (1, 20)
-  c.best_metric = "eval/knn_top1_k20"
   if arg["contrastive"]:
     c.loss.contrastive.weight, c.loss.contrastive.temperature = 1.0, 0.2
     c.data.horizontal_flip, c.data.deit3_strength, c.data.crop_scale = True, 1.0, (0.2, 1.0)

@@ -122,12 +122,14 @@ def test_view_losses_report_their_metrics():
 
 def test_aggressive_trains_on_generated_imagenet(tmp_path):
   """configs/aggressive.py with every phase 1-3 feature on (FPN, contrastive two views, accumulation,
-  remat, LayerScale, 3-Augment) trains on an ImageNet-100 folder layout; Ti/16 at 96 px keeps it quick."""
+  remat, LayerScale, 3-Augment) trains on an ImageNet-100 folder layout; Ti/16 at 96 px, two encoder blocks
+  and one predictor block keep its compile short (the features, not the depth, are the point)."""
   from tests import _data as fake_data  # pylint: disable=g-import-not-at-top
   fake_data.write_fake_imagenet(tmp_path / "imagenet", class_indices=(0, 1, 2, 3), per_class=8, size=(112, 112))
   cfg = config_lib.load_config(os.path.join(ROOT, "configs", "aggressive.py"), "model=Ti/16")
   cfg.data.imagenet100_dir = str(tmp_path / "imagenet")
   cfg.data.image_size, cfg.data.batch_size = 96, 4
+  cfg.model.depth, cfg.model.predictor.depth, cfg.model.predictor.width = 2, 1, 96
   cfg.total_steps, cfg.log_every_steps, cfg.eval.every_epochs, cfg.best_metric = 3, 1, 0.0, ""
   exp, _ = experiment.prepare(cfg, CPU)
   assert exp.global_batch == 16 and exp.step_spec.model.fpn is not None and exp.step_spec.views.enabled
