@@ -32,7 +32,6 @@ INSTALL_REQUIRES = [
     f"tensorflow{_TF_RANGE}; platform_system == 'Darwin'",
     "tensorboard>=2.16,<2.22",
     "tensorflow-datasets>=4.9.4,<5",
-    "importlib_resources>=5.0",
     "ml-collections>=0.1.1",
     "clu>=0.0.12,<0.1",
     "numpy>=1.26,<3",
@@ -45,6 +44,7 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": [
         "pytest>=7.0",
+        "ruff==0.17.6",  # formatter + lint (ruff.toml); pinned so `ruff format --check` is stable
     ],
 }
 

@@ -6,6 +6,8 @@ jax-graft "mtl"; "mlx" is accepted for MLX-based plugins.
 import dataclasses
 import logging
 
+from hjepa_jax.config import ConfigError
+
 APPLE_BACKENDS = ("metal", "mps", "mtl", "mlx")
 # Backends known to ignore buffer donation (it only produces warnings there).
 NO_DONATION = ("metal",)
@@ -13,7 +15,7 @@ NO_DONATION = ("metal",)
 BF16_BACKENDS = ("cpu", "cuda", "gpu", "rocm", "tpu", "mps", "mtl")
 
 
-class PlatformError(ValueError):
+class PlatformError(ConfigError):
   """A config setting this backend cannot honour (never silently dropped)."""
 
 

@@ -121,6 +121,25 @@ def _view_losses(spec, params, ctx, masks, pred, views):
   return loss, aux
 
 
+def step_inputs(spec: StepSpec, batch, rng):
+  """(images, masks, views) of one update: normalised images and the masks drawn from the step's rng."""
+  images = normalize_images(batch["image"])
+  masks = masks_lib.sample_masks(rng, images.shape[0], spec.masks)
+  views = None
+  if spec.views.enabled:
+    views = {"image_view2": normalize_images(batch["image_view2"]),
+             "view2_masks": masks_lib.sample_masks(jax.random.fold_in(rng, 1), images.shape[0], spec.masks)}
+    if spec.views.num_local:
+      views["local"] = normalize_images(batch["local"])
+  return images, masks, views
+
+
+def batch_loss(spec: StepSpec, state, batch, rng):
+  """(loss, aux) that `train_step(state, batch, rng)` differentiates, without the update (forward only)."""
+  images, masks, views = step_inputs(spec, batch, jax.random.fold_in(rng, state["step"]))
+  return loss_fn(spec, state["params"], state["target"], images, masks, views)
+
+
 def _micro_batches(tree, k):
   """(B, ...) -> (k, B/k, ...) taking every k-th example, so each device keeps its own rows."""
   def split(x):
@@ -159,15 +178,7 @@ def make_train_step(spec: StepSpec, optimizer):
 
   def train_step(state, batch, rng):
     step = state["step"]
-    rng = jax.random.fold_in(rng, step)
-    images = normalize_images(batch["image"])
-    masks = masks_lib.sample_masks(rng, images.shape[0], spec.masks)
-    views = None
-    if spec.views.enabled:
-      views = {"image_view2": normalize_images(batch["image_view2"]),
-               "view2_masks": masks_lib.sample_masks(jax.random.fold_in(rng, 1), images.shape[0], spec.masks)}
-      if spec.views.num_local:
-        views["local"] = normalize_images(batch["local"])
+    images, masks, views = step_inputs(spec, batch, jax.random.fold_in(rng, step))
     (loss, aux), grads = compute_grads(state["params"], state["target"], images, masks, views)
 
     grad_norm = _global_norm(grads)

@@ -31,7 +31,7 @@ def main(argv):
   # Known user-facing failures print one message; anything else is a bug and keeps its traceback.
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, DataError, platform.PlatformError, train.TrainingDiverged) as e:
+  except (ConfigError, DataError, train.TrainingDiverged) as e:  # PlatformError is a ConfigError
     logging.error("%s", e)
     sys.exit(f"error: {e}")
 

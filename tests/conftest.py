@@ -22,3 +22,52 @@ import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 jax.config.update("jax_compilation_cache_dir", CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# One shared smoke run (launch/main.py, as a user runs it) for the end-to-end tests of training,
+# evaluation and the run tools. It starts in the background as soon as collection shows a test
+# needs it, so it compiles on the second core while in-process tests run on the first.
+# ---------------------------------------------------------------------------------------------
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests._smoke import SMOKE_FLAGS  # noqa: E402
+
+SUBPROCESS_ENV = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
+_smoke = {}
+
+
+def pytest_collection_modifyitems(session, config, items):
+  del session, config
+  if any("smoke_run" in item.fixturenames for item in items) and not _smoke:
+    _smoke["dir"] = tempfile.mkdtemp(prefix="hjepa_smoke_")
+    _smoke["workdir"] = os.path.join(_smoke["dir"], "run")
+    _smoke["proc"] = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "launch", "main.py"), f"--workdir={_smoke['workdir']}", *SMOKE_FLAGS],
+        env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  proc = _smoke.get("proc")
+  if proc is not None and proc.poll() is None:
+    proc.kill()
+    proc.communicate()
+  if "dir" in _smoke:
+    shutil.rmtree(_smoke["dir"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_run():
+  """WORKDIR of the shared smoke run (SMOKE_FLAGS), finished. Read it; copy it (copy_run) before writing."""
+  proc = _smoke["proc"]
+  if "output" not in _smoke:
+    _smoke["output"], _ = proc.communicate(timeout=900)
+  assert proc.returncode == 0, _smoke["output"][-3000:]
+  return _smoke["workdir"]
+

@@ -15,14 +15,13 @@ import pytest
 
 from hjepa_jax import checkpoint as ckpt_lib
 from hjepa_jax.evaluation import runner
+from tests._smoke import SMOKE_CKPT_STEPS, SMOKE_STEPS, copy_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "launch", "main.py")
 EVALUATE = os.path.join(ROOT, "launch", "evaluate.py")
 SMOKE = os.path.join(ROOT, "configs", "smoke.py")
-STEPS = 20  # enough to checkpoint a trained state
-TRAIN = [f"--config.total_steps={STEPS}", f"--config.ckpt_every_steps={STEPS}", "--config.eval.every_epochs=0",
-         "--config.best_metric=", "--config.log_every_steps=10"]
+STEPS = SMOKE_STEPS  # the shared smoke run (tests/_smoke.py), evaluated here
 DIGITS_SPLITS = {"train": {"split": "train", "size": 1433}, "test": {"split": "test", "size": 364}}
 KNN = {f"knn_top1_k{k}" for k in runner.KNN_KS}
 REAL_CIFAR10 = os.environ.get("HJEPA_CIFAR10_DIR")
@@ -46,11 +45,9 @@ def _results(workdir, random_init=False):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-  """(workdir, {"trained": stdout, "random_init": stdout}) after training and both evaluations."""
-  workdir = str(tmp_path_factory.mktemp("evaluate") / "run")
-  code, out = _run(MAIN, f"--config={SMOKE}", f"--workdir={workdir}", *TRAIN)
-  assert code == 0, out[-3000:]
+def run(smoke_run, tmp_path_factory):
+  """(workdir, {"trained": stdout, "random_init": stdout}): a copy of the smoke run after both evaluations."""
+  workdir = copy_run(smoke_run, tmp_path_factory.mktemp("evaluate") / "run")
   outputs = {}
   # Every evaluation on one feature kind, and the cheap k-NN on both (compiles are per feature width).
   for name, flags in (("trained", ["--feature_kinds=avgpool"]), ("random_init", ["--random_init", "--eval_types=knn"])):
@@ -80,7 +77,7 @@ def test_random_init_is_written_apart_and_knn_only(run):
   assert b["random_init"] and b["step"] == 0 and b["source"].startswith("random init")
   assert b["eval_types"] == ["knn"] and set(b["seconds"]) == {"restore", "load_data", "extract_features", "knn",
                                                              "total"}
-  assert b["feature_kinds"] == ["avgpool", "last3"] and b["notes"][0].startswith("last3: the encoder has 3 blocks")
+  assert b["feature_kinds"] == ["avgpool", "last2"] and b["notes"][0].startswith("last2: the encoder has 2 blocks")
   assert all(set(m) == KNN for m in b["metrics"].values())
   assert _results(workdir)["eval_types"] == list(runner.EVAL_TYPES)  # the trained results are untouched
   assert os.path.isfile(runner.results_path(workdir, True, "md"))
@@ -97,26 +94,31 @@ def test_markdown_tables(run):
   assert knn20 in md and "| linear_probe_top1 |" in md
   assert knn20 in outputs["trained"] and "| fewshot_5way_1shot |" in outputs["trained"]
   assert "| knn_top1_k1 |" in outputs["random_init"] and "linear_probe" not in outputs["random_init"]
-  assert "Note: last3" in outputs["random_init"]
+  assert "Note: last2" in outputs["random_init"]
 
 
 def test_restore_for_eval_and_clear_errors(run, tmp_path):
   workdir, _ = run
   step, state = ckpt_lib.restore_for_eval(workdir)
   assert step == int(state["step"]) == STEPS and set(state) == {"step", "params", "target", "opt"}
-  with pytest.raises(FileNotFoundError, match=rf"available steps: \[{STEPS}\]"):
+  steps = ", ".join(map(str, SMOKE_CKPT_STEPS))
+  with pytest.raises(FileNotFoundError, match=rf"available steps: \[{steps}\]"):
     runner.evaluate_run(workdir, step=7, write=False)
+  no_best = copy_run(workdir, tmp_path / "no_best")
+  shutil.rmtree(os.path.join(no_best, "best"))  # as in a run with best_metric off
   with pytest.raises(FileNotFoundError, match="no checkpoint in .*best"):
-    runner.evaluate_run(workdir, best=True, write=False)  # best_metric was off: no best/
+    runner.evaluate_run(no_best, best=True, write=False)
   with pytest.raises(runner.EvaluationError, match="knn,linear_probe,fewshot,features"):
     runner.evaluate_run(workdir, eval_types="knn,knnn", write=False)
   with pytest.raises(runner.EvaluationError, match="unknown dataset 'mnist'.*digits"):
     runner.evaluate_run(workdir, dataset="mnist", write=False)
   with pytest.raises(FileNotFoundError, match="config.json not found"):
     runner.evaluate_run(str(tmp_path), write=False)
-  shutil.copy(os.path.join(workdir, "config.json"), tmp_path)
+  bare = tmp_path / "bare"
+  bare.mkdir()
+  shutil.copy(os.path.join(workdir, "config.json"), bare)
   with pytest.raises(FileNotFoundError, match="no checkpoint in"):
-    runner.evaluate_run(str(tmp_path), write=False)
+    runner.evaluate_run(str(bare), write=False)
   code, out = _run(EVALUATE, f"--workdir={workdir}", "--eval_types=probe")
   assert code != 0 and "error: unknown eval type(s) ['probe']" in out
 

@@ -20,13 +20,11 @@ from hjepa_jax.model.hjepa import normalize_images
 from hjepa_jax.tools import events, maps, monitor, overlay
 from hjepa_jax.train_step import loss_fn
 from tests._core import core_config, synthetic_images
+from tests._smoke import SMOKE_LOG_EVERY, SMOKE_STEPS, copy_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, "launch")
-TOTAL = 12
-SMOKE = [f"--config={os.path.join(ROOT, 'configs', 'smoke.py')}", f"--config.total_steps={TOTAL}",
-         "--config.log_every_steps=3", f"--config.eval.every_steps={TOTAL}", "--config.eval.max_examples=200",
-         "--config.model.depth=2", "--config.model.predictor.depth=1", "--config.data.batch_size=32"]
+TOTAL = SMOKE_STEPS  # the shared smoke run (tests/_smoke.py) these tools read
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -37,24 +35,9 @@ def _tool(script, *args, timeout=300):
   return proc.returncode, proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _training(tmp_path_factory):
-  """Starts the module's smoke run at once; `run_dir` waits for it."""
-  workdir = str(tmp_path_factory.mktemp("tools") / "run")
-  proc = subprocess.Popen([sys.executable, os.path.join(LAUNCH, "main.py"), f"--workdir={workdir}", *SMOKE],
-                          env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  yield workdir, proc
-  if proc.poll() is None:
-    proc.kill()
-    proc.communicate()
-
-
 @pytest.fixture(scope="module")
-def run_dir(_training):
-  workdir, proc = _training
-  out, _ = proc.communicate(timeout=900)
-  assert proc.returncode == 0, out[-3000:]
-  return workdir
+def run_dir(smoke_run):
+  return smoke_run
 
 
 def _log_line(step, loss=0.5, feat=0.7, grad=0.3, minute=0, total=100):
@@ -217,7 +200,8 @@ def test_prediction_errors_match_the_loss(tiny):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_visualize_writes_figures_and_report(run_dir):
+def test_visualize_writes_figures_and_report(run_dir, tmp_path):
+  run_dir = copy_run(run_dir, tmp_path / "run")  # visualize writes into the run directory
   code, out = _tool("visualize.py", f"--workdir={run_dir}", "--num_images=4", "--blocks=0,-1", "--heads=0,1")
   assert code == 0, out[-3000:]
   vis = os.path.join(run_dir, "visualizations")
@@ -259,21 +243,21 @@ def test_compare_runs_table_and_curves(run_dir, tmp_path):
 def test_monitor_finished_and_running(run_dir, tmp_path):
   code, out = _tool("monitor.py", run_dir)
   assert code == 0, out
-  assert f"finished at step {TOTAL}" in out and f"step {TOTAL}/{TOTAL}" in out and "eval@12 knn_top1_k20" in out
+  assert f"finished at step {TOTAL}" in out and f"step {TOTAL}/{TOTAL}" in out and f"eval@{TOTAL} knn_top1_k20" in out
 
   lines = open(os.path.join(run_dir, "logs", "training.log")).read().splitlines()
   cut = [i for i, l in enumerate(lines) if "| loss " in l][1]          # stop after the second progress line
   live = _write_log(str(tmp_path / "live"), lines[:cut + 1])
   code, out = _tool("monitor.py", live)
   assert code == 0, out
-  assert "live: running" in out and f"step 6/{TOTAL}" in out and "ETA" in out and "mem n/a" in out, out
+  assert "live: running" in out and f"step {2 * SMOKE_LOG_EVERY}/{TOTAL}" in out and "ETA" in out and "mem n/a" in out, out
 
 
 def test_events_match_training_log(run_dir):
   log = monitor.read_log(run_dir)
   scalars = events.read_scalars(run_dir)
   steps, values = scalars["train/loss"]
-  assert list(steps) == [r.step for r in log.records] == list(range(3, TOTAL + 1, 3))
+  assert list(steps) == [r.step for r in log.records] == list(range(SMOKE_LOG_EVERY, TOTAL + 1, SMOKE_LOG_EVERY))
   np.testing.assert_allclose(values, [r.loss for r in log.records], atol=6e-5)
   assert log.steps_per_epoch and log.last_eval[0] == TOTAL
   assert abs(log.last_eval[1]["eval/knn_top1_k20"] - events.last_values(scalars)["eval/knn_top1_k20"]) < 1e-4

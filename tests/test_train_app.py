@@ -12,11 +12,15 @@ import pytest
 
 from hjepa_jax import checkpoint, train
 from tests._core import tiny_config
+from tests._smoke import SMOKE_CKPT_STEPS, SMOKE_LOG_EVERY, SMOKE_STEPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "launch", "main.py")
 SMOKE = os.path.join(ROOT, "configs", "smoke.py")
 FAST = ["--config.eval.every_epochs=0", "--config.best_metric=", "--config.log_every_steps=5"]
+# A narrow one-block model for launched runs whose point is the application (resume, devices), not learning.
+TINY = ["--config.model.width=32", "--config.model.depth=1", "--config.model.num_heads=2",
+        "--config.model.predictor.width=16", "--config.model.predictor.depth=1", "--config.data.batch_size=16"]
 
 
 def _env(devices=None):
@@ -46,18 +50,16 @@ def _losses(workdir):
   return [float(l.split("| loss ")[1].split()[0]) for l in lines if "| loss " in l]
 
 
-def test_smoke_end_to_end(tmp_path):
-  workdir = str(tmp_path / "run")
-  code, out = _run(workdir, "--config.total_steps=60", "--config.log_every_steps=10", "--config.eval.every_steps=60",
-                   "--config.ckpt_every_steps=30")
-  assert code == 0, out[-3000:]
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["30", "60"]
+def test_smoke_end_to_end(smoke_run):
+  """The shared smoke run (tests/_smoke.py): checkpoints, best/, events, a falling loss, an eval at the end."""
+  workdir = smoke_run
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [str(s) for s in SMOKE_CKPT_STEPS]
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
   assert os.path.isfile(os.path.join(workdir, "config.json"))
   losses = _losses(workdir)
-  assert len(losses) == 6 and losses[-1] < 0.8 * losses[0], losses
+  assert len(losses) == SMOKE_STEPS // SMOKE_LOG_EVERY and losses[-1] < 0.8 * losses[0], losses
   log = open(os.path.join(workdir, "logs", "training.log")).read()
-  assert "eval at step 60" in log and "knn_top1_k20" in log
+  assert f"eval at step {SMOKE_STEPS}" in log and "knn_top1_k20" in log
   assert os.listdir(os.path.join(workdir, "best"))  # the best checkpoint by eval/knn_top1_k20
   from tensorboard.backend.event_processing import event_accumulator
   events = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
@@ -69,7 +71,7 @@ def test_smoke_end_to_end(tmp_path):
 
 
 def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
-  total = ["--config.total_steps=40", "--config.ckpt_every_steps=1000", *FAST]
+  total = ["--config.total_steps=40", "--config.ckpt_every_steps=1000", *FAST, *TINY]
   ref = str(tmp_path / "ref")
   code, out = _run(ref, *total)
   assert code == 0, out[-3000:]
@@ -99,8 +101,8 @@ def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
 def test_four_devices_match_one(tmp_path):
   # Adam's first steps amplify float noise in near-zero gradients (the reduction order differs across
   # devices); a large eps makes updates proportional to the gradient so the comparison is meaningful.
-  args = ["--config.total_steps=2", "--config.data.batch_size=16", "--config.optim.eps=1.0",
-          "--config.optim.lr=0.1", "--config.optim.warmup_steps=0", *FAST]
+  args = ["--config.total_steps=2", *TINY, "--config.optim.eps=1.0", "--config.optim.lr=0.1",
+          "--config.optim.warmup_steps=0", *FAST]
   states = []
   for devices in (1, 4):
     workdir = str(tmp_path / f"d{devices}")
