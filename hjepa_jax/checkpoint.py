@@ -33,7 +33,7 @@ class Checkpointer:
   set; newest-k-plus-best preservation policies exist only in newer releases).
   """
 
-  def __init__(self, workdir, keep, best_metric=None, best_mode="max"):
+  def __init__(self, workdir, keep, best_metric=None, best_mode=None):
     self.latest = _manager(os.path.join(workdir, "checkpoints"), max_to_keep=keep)
     self.best_metric = best_metric
     self.best = None

@@ -28,7 +28,7 @@ def layer_norm(x, eps=1e-6):
   return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
-def hierarchical_loss(pred, target, idx, valid, grid, weights, kind="smooth_l1", refine=None):
+def hierarchical_loss(pred, target, idx, valid, grid, weights, kind, refine=None):
   """Weighted sum over levels of per-example masked means; returns (loss (B,), per-level (L, B)).
 
   pred/target: (B, M, K, D) at grid indices idx (B, M, K) with validity valid (B, M, K). Each

@@ -13,6 +13,20 @@ SMOKE_FLAGS = [
     "--config.model.predictor.depth=1", "--config.data.batch_size=32"]
 
 
+FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"  # set for the test session by conftest.py
+
+
+def full_speed_env(env):
+  """`env` without the test session's fast-compile flag, for launched runs whose speed matters."""
+  flags = env.get("XLA_FLAGS", "").replace(FAST_COMPILE_FLAG, "").strip()
+  return dict(env, XLA_FLAGS=flags)
+
+
+def with_xla_flag(env, flag):
+  """`env` with one more XLA flag (keeping the session's)."""
+  return dict(env, XLA_FLAGS=" ".join(filter(None, [env.get("XLA_FLAGS", ""), flag])))
+
+
 def copy_run(workdir, dest):
   """A private copy of a run directory, for tests that write into it (evaluations, figures)."""
   shutil.copytree(workdir, dest)

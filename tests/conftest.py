@@ -7,6 +7,8 @@ $HJEPA_TEST_JAX_CACHE. Entries are keyed by program, jax version and flags, so a
 """
 import os
 
+from tests._smoke import FAST_COMPILE_FLAG
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("HJEPA_TEST_JAX_CACHE") or os.path.join(ROOT, ".jax_test_cache")
 
@@ -16,6 +18,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+# XLA:CPU's LLVM backend at -O0 compiles these small programs about twice as fast; the HLO (what the
+# tests check) is the same, only machine-code optimisation is skipped. Tests that time or train for
+# real (the slow ones) drop it for their runs: tests._smoke.full_speed_env().
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), FAST_COMPILE_FLAG]))
 
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 

@@ -15,7 +15,7 @@ import pytest
 
 from hjepa_jax import checkpoint as ckpt_lib
 from hjepa_jax.evaluation import runner
-from tests._smoke import SMOKE_CKPT_STEPS, SMOKE_STEPS, copy_run
+from tests._smoke import SMOKE_CKPT_STEPS, SMOKE_STEPS, copy_run, full_speed_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "launch", "main.py")
@@ -32,8 +32,9 @@ ALL_METRICS = KNN | {
     "feature_std", "effective_rank", "rank_ratio", "feature_entropy", "collapsed"}
 
 
-def _run(script, *args, timeout=600):
+def _run(script, *args, timeout=600, full_speed=False):
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+  env = full_speed_env(env) if full_speed else env
   proc = subprocess.run([sys.executable, script, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                         text=True, timeout=timeout, check=False)
   return proc.returncode, proc.stdout
@@ -136,12 +137,12 @@ def test_short_cifar10_run_beats_random_init(tmp_path):
   code, out = _run(MAIN, f"--config={SMOKE}:dataset=cifar10_local,contrastive=True", f"--workdir={workdir}",
                    "--config.total_steps=600", "--config.optim.warmup_steps=50", "--config.ckpt_every_steps=600",
                    "--config.eval.every_epochs=0", "--config.best_metric=", "--config.log_every_steps=100",
-                   timeout=1500)
+                   timeout=1500, full_speed=True)
   assert code == 0, out[-3000:]
   knn = {}
   for name, flags in (("trained", []), ("random_init", ["--random_init"])):
     code, out = _run(EVALUATE, f"--workdir={workdir}", "--eval_types=knn", "--feature_kinds=avgpool",
-                     "--max_examples=5000", *flags)
+                     "--max_examples=5000", *flags, full_speed=True)
     assert code == 0, out[-3000:]
     r = _results(workdir, random_init=bool(flags))
     assert r["splits"]["test"]["size"] == 5000 and set(r["metrics"]["avgpool"]) == KNN

@@ -75,12 +75,12 @@ def test_fused_and_einsum_attention_agree_with_mask():
   q, k, v = (jax.random.normal(x, (2, 7, 3, 8)) for x in (kq, kk, kv))
   valid = jnp.array([[True] * 5 + [False] * 2, [True] * 7])
   attn = jax.jit(attention, static_argnames=("fused", "implementation"))
-  fused = attn(q, k, v, valid, fused=True)
-  plain = attn(q, k, v, valid, fused=False)
+  fused = attn(q, k, v, valid, fused=True, implementation="auto")
+  plain = attn(q, k, v, valid, fused=False, implementation="auto")
   np.testing.assert_allclose(fused, plain, atol=1e-5)
   # Masked keys really are ignored: changing them changes nothing.
   k2 = k.at[0, 5:].set(50.0)
-  np.testing.assert_allclose(attn(q, k2, v, valid, fused=True), fused, atol=1e-5)
+  np.testing.assert_allclose(attn(q, k2, v, valid, fused=True, implementation="auto"), fused, atol=1e-5)
 
 
 def _encode(overrides, images=None):

@@ -12,7 +12,7 @@ import pytest
 
 from hjepa_jax import checkpoint, train
 from tests._core import tiny_config
-from tests._smoke import SMOKE_CKPT_STEPS, SMOKE_LOG_EVERY, SMOKE_STEPS
+from tests._smoke import SMOKE_CKPT_STEPS, SMOKE_LOG_EVERY, SMOKE_STEPS, with_xla_flag
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "launch", "main.py")
@@ -25,9 +25,7 @@ TINY = ["--config.model.width=32", "--config.model.depth=1", "--config.model.num
 
 def _env(devices=None):
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-  if devices:
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-  return env
+  return with_xla_flag(env, f"--xla_force_host_platform_device_count={devices}") if devices else env
 
 
 def _launch(workdir, *overrides, devices=None, config=SMOKE):
@@ -71,30 +69,32 @@ def test_smoke_end_to_end(smoke_run):
 
 
 def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
-  total = ["--config.total_steps=40", "--config.ckpt_every_steps=1000", *FAST, *TINY]
+  steps = 120  # a one-block model: enough steps left after step 10 for the signal to land mid-run
+  total = [f"--config.total_steps={steps}", "--config.ckpt_every_steps=1000", *FAST, *TINY]
   ref = str(tmp_path / "ref")
-  code, out = _run(ref, *total)
-  assert code == 0, out[-3000:]
+  ref_proc = _launch(ref, *total)  # the uninterrupted reference runs beside the interrupted run (2 cores)
 
   run = str(tmp_path / "run")
   proc = _launch(run, *total)
   log = os.path.join(run, "logs", "training.log")
   deadline = time.time() + 300
-  while time.time() < deadline and not (os.path.exists(log) and "step 10/40" in open(log).read()):
-    time.sleep(0.2)
+  while time.time() < deadline and not (os.path.exists(log) and f"step 10/{steps}" in open(log).read()):
+    time.sleep(0.05)
   proc.send_signal(signal.SIGINT)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out[-3000:]
   stopped_at, _ = _restore(run)
-  assert 10 <= stopped_at < 40, out[-2000:]
+  assert 10 <= stopped_at < steps, out[-2000:]
   assert "SIGINT received" in open(log).read()
+  out, _ = ref_proc.communicate(timeout=600)
+  assert ref_proc.returncode == 0, out[-3000:]
 
   code, out = _run(run, *total)
   assert code == 0, out[-3000:]
   assert f"at step {stopped_at}" in open(log).read()   # "resumed from ... at step N"
   step_a, a = _restore(ref)
   step_b, b = _restore(run)
-  assert step_a == step_b == 40
+  assert step_a == step_b == steps
   jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=1e-6), a, b)
 
 
@@ -103,21 +103,23 @@ def test_four_devices_match_one(tmp_path):
   # devices); a large eps makes updates proportional to the gradient so the comparison is meaningful.
   args = ["--config.total_steps=2", *TINY, "--config.optim.eps=1.0", "--config.optim.lr=0.1",
           "--config.optim.warmup_steps=0", *FAST]
+  procs = {devices: _launch(str(tmp_path / f"d{devices}"), *args, devices=devices) for devices in (1, 4)}  # in parallel
   states = []
-  for devices in (1, 4):
+  for devices, proc in procs.items():
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
     workdir = str(tmp_path / f"d{devices}")
-    code, out = _run(workdir, *args, devices=devices)
-    assert code == 0, out[-3000:]
     assert f"x {devices} devices" in open(os.path.join(workdir, "logs", "training.log")).read()
     states.append(_restore(workdir)[1])
   jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6), *states)
 
 
 def test_bad_config_fails_at_start_naming_the_key(tmp_path):
-  code, out = _run(str(tmp_path / "bad"), "--config.optim.lr=-1.0")
-  assert code != 0 and "optim.lr" in out
-  code, out = _run(str(tmp_path / "bad2"), "--config.model.layerscal=True")
-  assert code != 0 and "layerscal" in out
+  procs = {key: _launch(str(tmp_path / key), f"--config.{key}=" + value)  # both at once (2 cores)
+           for key, value in (("optim.lr", "-1.0"), ("model.layerscal", "True"))}
+  for key, proc in procs.items():
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and key in out, out[-3000:]
 
 
 def _tags(workdir):
@@ -141,8 +143,8 @@ def test_nonfinite_steps_stop_or_are_skipped(tmp_path):
   assert sorted(os.listdir(os.path.join(tmp_path, "skip", "checkpoints"))) == ["2", "4"]
 
 
-def test_mask_images_only_when_asked(tmp_path):
-  for flag in (True, False):
-    workdir = str(tmp_path / str(flag))
-    train.train_and_evaluate(tiny_config(**{"log_mask_images": flag, "total_steps": 2}), workdir)
-    assert ("train/masks" in _tags(workdir)) == flag
+def test_mask_images_only_when_asked(tmp_path, smoke_run):
+  assert "train/masks" in _tags(smoke_run)  # log_mask_images=True (the default): the shared smoke run
+  workdir = str(tmp_path / "off")
+  train.train_and_evaluate(tiny_config(**{"log_mask_images": False, "total_steps": 2}), workdir)
+  assert "train/masks" not in _tags(workdir)

@@ -27,7 +27,7 @@ def sincos_2d(grid_hw, width, temperature=10_000.0):
   return np.concatenate(out, axis=1).astype(np.float32)
 
 
-def apply_rope_2d(x, positions, base=100.0):
+def apply_rope_2d(x, positions, base):
   """Rotates query/key channels by their 2-D grid position (RoPE-Mixed-free axial variant).
 
   x: (B, T, H, Dh); positions: (B, T, 2). The first half of Dh rotates with the row index, the

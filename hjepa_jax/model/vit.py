@@ -57,7 +57,7 @@ class BlockOptions:
     return DTYPES[self.dtype]
 
 
-def attention(q, k, v, key_valid, *, fused, implementation="auto"):
+def attention(q, k, v, key_valid, *, fused, implementation):
   """Multi-head attention on (B, T, H, Dh) with a (B, S) key-validity mask (or None)."""
   mask = None if key_valid is None else key_valid[:, None, None, :]
   if fused:
