@@ -112,14 +112,18 @@ def test_layerscale_adds_gamma_params_with_init_value():
 @pytest.mark.parametrize("policy", ["nothing_saveable", "dots_with_no_batch_dims_saveable"])
 def test_remat_changes_nothing_numerically(policy):
   images = jax.random.normal(KEY, (2, 32, 32, 3))
+  # A fixed random readout: gradients of order one. (The squared norm of a LayerNorm output is nearly
+  # constant, so its gradients are rounding noise and no tolerance separates a bug from float error.)
+  readout = jax.random.normal(jax.random.PRNGKey(7), (2, 64, 32))
 
   def grads(overrides):
     model = tiny_model(**overrides)
     params = model.init(KEY)
-    return jax.jit(jax.grad(lambda p: jnp.sum(model.encode(p, images)[0] ** 2)))(params["encoder"])
+    return jax.jit(jax.grad(lambda p: jnp.sum(model.encode(p, images)[0] * readout)))(params["encoder"])
 
   a, b = grads({}), grads({"model.remat": policy})
-  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
+  # float32 agreement relative to each gradient's scale (recomputation may reorder sums).
+  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6 * np.abs(y).max()), a, b)
 
 
 def test_bfloat16_compute_keeps_float32_params():

@@ -119,7 +119,7 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path):
            for key, value in (("optim.lr", "-1.0"), ("model.layerscal", "True"))}
   for key, proc in procs.items():
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode != 0 and key in out, out[-3000:]
+    assert proc.returncode != 0 and key.split(".")[-1] in out, out[-3000:]
 
 
 def _tags(workdir):
