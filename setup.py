@@ -23,62 +23,64 @@ from setuptools import find_packages, setup
 _TF_RANGE = ">=2.16,<2.22"
 
 INSTALL_REQUIRES = [
-    "jax>=0.5.0,<0.12",
-    "jaxlib>=0.5.0,<0.12",
-    "flax>=0.10.4,<0.13",
-    "optax>=0.2.5,<0.3",
-    "orbax-checkpoint>=0.11.5,<0.13",
-    f"tensorflow-cpu{_TF_RANGE}; platform_system != 'Darwin'",
-    f"tensorflow{_TF_RANGE}; platform_system == 'Darwin'",
-    "tensorboard>=2.16,<2.22",
-    "tensorflow-datasets>=4.9.4,<5",
-    "ml-collections>=0.1.1",
-    "clu>=0.0.12,<0.1",
-    "numpy>=1.26,<3",
-    "absl-py>=1.0",
-    "scikit-learn>=1.3",
-    "pillow>=9.0",
-    "matplotlib>=3.7",
+  "jax>=0.5.0,<0.12",
+  "jaxlib>=0.5.0,<0.12",
+  "flax>=0.10.4,<0.13",
+  "optax>=0.2.5,<0.3",
+  "orbax-checkpoint>=0.11.5,<0.13",
+  f"tensorflow-cpu{_TF_RANGE}; platform_system != 'Darwin'",
+  f"tensorflow{_TF_RANGE}; platform_system == 'Darwin'",
+  "tensorboard>=2.16,<2.22",
+  "tensorflow-datasets>=4.9.4,<5",
+  "ml-collections>=0.1.1",
+  "clu>=0.0.12,<0.1",
+  "numpy>=1.26,<3",
+  "absl-py>=1.0",
+  "scikit-learn>=1.3",
+  "pillow>=9.0",
+  "matplotlib>=3.7",
 ]
 
 EXTRAS_REQUIRE = {
-    "test": [
-        "pytest>=7.0",
-        "ruff==0.17.6",  # formatter + lint (ruff.toml); pinned so `ruff format --check` is stable
-    ],
+  "test": [
+    "pytest>=7.0",
+    "ruff==0.17.6",  # formatter + lint (ruff.toml); pinned so `ruff format --check` is stable
+  ],
 }
 
 setup(
-    name="hjepa-jax",
-    version="0.1.0",
-    description=(
-        "H-JEPA (hierarchical joint-embedding predictive architecture) "
-        "self-supervised ViT pretraining in JAX/Flax"
-    ),
-    long_description=(
-        "Functional JAX/Flax research codebase for H-JEPA self-supervised "
-        "ViT pretraining. See README.md."
-    ),
-    long_description_content_type="text/plain",
-    license="Apache-2.0",
-    python_requires=">=3.10",
-    packages=find_packages(include=["hjepa_jax", "hjepa_jax.*"]),
-    include_package_data=True,
-    package_data={
-        "hjepa_jax": [
-            "*.json", "*.yaml", "*.yml", "*.txt",
-            "*/*.json", "*/*.yaml", "*/*.yml", "*/*.txt",
-        ],
-    },
-    install_requires=INSTALL_REQUIRES,
-    extras_require=EXTRAS_REQUIRE,
-    zip_safe=False,
-    classifiers=[
-        "Programming Language :: Python :: 3",
-        "Programming Language :: Python :: 3.10",
-        "Programming Language :: Python :: 3.11",
-        "Programming Language :: Python :: 3.12",
-        "Intended Audience :: Science/Research",
-        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+  name="hjepa-jax",
+  version="0.1.0",
+  description=(
+    "H-JEPA (hierarchical joint-embedding predictive architecture) self-supervised ViT pretraining in JAX/Flax"
+  ),
+  long_description=("Functional JAX/Flax research codebase for H-JEPA self-supervised ViT pretraining. See README.md."),
+  long_description_content_type="text/plain",
+  license="Apache-2.0",
+  python_requires=">=3.10",
+  packages=find_packages(include=["hjepa_jax", "hjepa_jax.*"]),
+  include_package_data=True,
+  package_data={
+    "hjepa_jax": [
+      "*.json",
+      "*.yaml",
+      "*.yml",
+      "*.txt",
+      "*/*.json",
+      "*/*.yaml",
+      "*/*.yml",
+      "*/*.txt",
     ],
+  },
+  install_requires=INSTALL_REQUIRES,
+  extras_require=EXTRAS_REQUIRE,
+  zip_safe=False,
+  classifiers=[
+    "Programming Language :: Python :: 3",
+    "Programming Language :: Python :: 3.10",
+    "Programming Language :: Python :: 3.11",
+    "Programming Language :: Python :: 3.12",
+    "Intended Audience :: Science/Research",
+    "Topic :: Scientific/Engineering :: Artificial Intelligence",
+  ],
 )

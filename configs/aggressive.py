@@ -13,6 +13,7 @@ between two augmented views of each image (the pipeline then delivers both). Mul
 as in the seed guide (deferred there); turn it on with --config.data.multicrop.num_local=4.
 Drop a phase-3 feature with --config.model.fpn.enabled=False or --config.loss.contrastive.weight=0.
 """
+
 from hjepa_jax.config import base_config, parse_arg
 
 

@@ -13,6 +13,7 @@ images): 9-10 min/epoch, ~8 h in total; linear probe 60-70%, k-NN (k=20) 55-65%,
 feature std > 0.1. Our own measurements are in BENCHMARKS.md. Fallbacks are one override each,
 see README "Fallback plans". Variants: `:model=Ti/16`, `:local`.
 """
+
 from hjepa_jax.config import base_config, parse_arg
 
 

@@ -9,6 +9,7 @@ LayerScale is off as in the seed's safe config. Expected (seed guide, M1 Max): 1
 ~7.5 h; linear probe 55-65%, k-NN (k=20) 50-60%, final loss < 0.6, feature std > 0.1.
 Variants as in conservative.py: `:model=Ti/16`, `:local` (local CIFAR-10 copy only).
 """
+
 import os
 
 from hjepa_jax.config import load_config

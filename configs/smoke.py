@@ -12,6 +12,7 @@ digits test split, checkpoints in WORKDIR/checkpoints and TensorBoard events in 
 to move this tiny model off its random-init k-NN quality; the hybrid beats random init within
 600 steps on CIFAR-10 (BENCHMARKS.md; asserted by tests/test_evaluate.py's slow test).
 """
+
 from hjepa_jax.config import base_config, parse_arg
 
 
@@ -37,8 +38,8 @@ def get_config(arg=None):
   c.data.image_size = 32
   c.data.batch_size = 64
   c.data.crop_scale = (0.5, 1.0)
-  c.data.multicrop.local_size = 16             # used when --config.data.multicrop.num_local > 0
-  c.model.fpn.feature_dim = 32                 # used when --config.model.fpn.enabled=True
+  c.data.multicrop.local_size = 16  # used when --config.data.multicrop.num_local > 0
+  c.model.fpn.feature_dim = 32  # used when --config.model.fpn.enabled=True
   c.model.projector.hidden_dim, c.model.projector.dim = 128, 64  # used by the view-level losses
   c.data.eval_dataset = arg["dataset"]
   c.eval.every_epochs = 2.5

@@ -3,6 +3,7 @@
 Orbax writes each step to a temporary directory and renames it when complete, so a kill or a
 full disk during a save never damages the previous checkpoints.
 """
+
 import logging
 import os
 
@@ -38,8 +39,9 @@ class Checkpointer:
     self.best_metric = best_metric
     self.best = None
     if best_metric:
-      self.best = _manager(os.path.join(workdir, "best"), max_to_keep=1,
-                           best_fn=lambda m: m[best_metric], best_mode=best_mode)
+      self.best = _manager(
+        os.path.join(workdir, "best"), max_to_keep=1, best_fn=lambda m: m[best_metric], best_mode=best_mode
+      )
 
   def latest_step(self):
     return self.latest.latest_step()
@@ -65,15 +67,18 @@ class Checkpointer:
     try:
       self.latest.save(step, args=ocp.args.StandardSave(state), force=True)
     except OSError as e:
-      raise OSError(f"saving checkpoint {step} failed ({e}). Previous checkpoints in {self.latest.directory} "
-                    "are intact; free disk space and restart the same command to resume.") from e
+      raise OSError(
+        f"saving checkpoint {step} failed ({e}). Previous checkpoints in {self.latest.directory} "
+        "are intact; free disk space and restart the same command to resume."
+      ) from e
 
   def save_best(self, step, state, metrics):
     """Keep `state` in best/ if metrics[best_metric] beats the kept one."""
     if self.best is None or self.best_metric not in metrics:
       return False
-    self.best.save(step, args=ocp.args.StandardSave(state), metrics={self.best_metric: float(metrics[self.best_metric])},
-                   force=True)
+    self.best.save(
+      step, args=ocp.args.StandardSave(state), metrics={self.best_metric: float(metrics[self.best_metric])}, force=True
+    )
     return self.best.best_step() == step
 
   def wait(self):
@@ -102,9 +107,12 @@ def restore_for_eval(workdir, step=None, best=False):
   if not steps:
     if manager:
       manager.close()
-    hint = ("best/ is written only when the run has a best_metric and evaluates during training; "
-            "drop --best to use the newest checkpoint" if best else
-            "is it a run directory of launch/main.py, and has the run saved a checkpoint yet?")
+    hint = (
+      "best/ is written only when the run has a best_metric and evaluates during training; "
+      "drop --best to use the newest checkpoint"
+      if best
+      else "is it a run directory of launch/main.py, and has the run saved a checkpoint yet?"
+    )
     raise FileNotFoundError(f"no checkpoint in {root}: {hint}")
   step = steps[-1] if step is None else int(step)
   if step not in steps:

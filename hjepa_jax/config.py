@@ -6,6 +6,7 @@ misspelt key set on the command line or in a config file fails with a suggestion
 never silently ignored. Durations are `*_epochs` or `*_steps` pairs resolved here once the
 dataset size and batch size are known, so `--config.data.batch_size=16` keeps every schedule right.
 """
+
 import difflib
 
 import ml_collections
@@ -26,38 +27,38 @@ def base_config() -> ml_collections.ConfigDict:
   c.total_epochs = 50.0
   c.total_steps = config_dict.placeholder(int)
   c.log_every_steps = 50
-  c.log_mask_images = True                     # TensorBoard images of context/target masks at each eval
+  c.log_mask_images = True  # TensorBoard images of context/target masks at each eval
   c.ckpt_every_epochs = 1.0
   c.ckpt_every_steps = config_dict.placeholder(int)
-  c.keep_checkpoints = 3                       # newest k kept; the best is kept apart in best/
-  c.resume = config_dict.placeholder(str)      # start from another run's checkpoint dir or step dir
-  c.stop_on_nonfinite = True                   # False: skip bad steps (state untouched) and go on
-  c.best_metric = "eval/knn_top1_k20"          # kept in best/; "" for none, or "train/loss"
-  c.best_mode = "max"                          # max | min
+  c.keep_checkpoints = 3  # newest k kept; the best is kept apart in best/
+  c.resume = config_dict.placeholder(str)  # start from another run's checkpoint dir or step dir
+  c.stop_on_nonfinite = True  # False: skip bad steps (state untouched) and go on
+  c.best_metric = "eval/knn_top1_k20"  # kept in best/; "" for none, or "train/loss"
+  c.best_mode = "max"  # max | min
 
   # Fast evaluation during training (target encoder, average-pooled features, a subset).
   c.eval = ml_collections.ConfigDict()
-  c.eval.every_epochs = 5.0                    # 0 disables
+  c.eval.every_epochs = 5.0  # 0 disables
   c.eval.every_steps = config_dict.placeholder(int)
-  c.eval.max_examples = 5000                   # per split (also capped by data.eval_max_examples)
+  c.eval.max_examples = 5000  # per split (also capped by data.eval_max_examples)
   c.eval.knn_ks = (20,)
   c.eval.batch_size = 256
 
   c.model = ml_collections.ConfigDict()
-  c.model.variant = "S/16"                     # Ti|S|M|B|L|H / patch; "" to give all dims below
-  c.model.width = config_dict.placeholder(int)       # explicit dims override the variant's
+  c.model.variant = "S/16"  # Ti|S|M|B|L|H / patch; "" to give all dims below
+  c.model.width = config_dict.placeholder(int)  # explicit dims override the variant's
   c.model.depth = config_dict.placeholder(int)
   c.model.num_heads = config_dict.placeholder(int)
   c.model.patch_size = config_dict.placeholder(int)
   c.model.mlp_ratio = 4.0
-  c.model.fused_attention = True               # jax.nn.dot_product_attention ("flash attention")
-  c.model.attention_impl = "auto"              # auto | xla | cudnn
+  c.model.fused_attention = True  # jax.nn.dot_product_attention ("flash attention")
+  c.model.attention_impl = "auto"  # auto | xla | cudnn
   c.model.layerscale = False
   c.model.layerscale_init = 1e-5
-  c.model.rope = False                         # 2-D rotary position embedding on the patch grid
+  c.model.rope = False  # 2-D rotary position embedding on the patch grid
   c.model.rope_base = 100.0
-  c.model.remat = "none"                       # none | nothing_saveable | dots_with_no_batch_dims_saveable | ...
-  c.model.dtype = "float32"                    # compute dtype: float32 | bfloat16 (params stay float32)
+  c.model.remat = "none"  # none | nothing_saveable | dots_with_no_batch_dims_saveable | ...
+  c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
   c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
   # Feature Pyramid Network over the hierarchy levels (phase 3): lateral projections of each level's
   # predictions to feature_dim, top-down from the coarsest level, fused by add | concat.
@@ -72,18 +73,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.mask.context_scale = (0.85, 1.0)
   c.mask.context_aspect = (1.0, 1.0)
   c.mask.min_context = 10
-  c.mask.context_fraction = 1.0                # < 1: cap context tokens (saves encoder compute)
+  c.mask.context_fraction = 1.0  # < 1: cap context tokens (saves encoder compute)
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.type = "smooth_l1"                    # smooth_l1 | mse
+  c.loss.type = "smooth_l1"  # smooth_l1 | mse
   c.loss.num_hierarchies = 3
   c.loss.hierarchy_weights = (1.0, 0.5, 0.25)
   # C-JEPA-style contrastive (InfoNCE) term between two views (phase 3); weight 0 disables.
   c.loss.contrastive = ml_collections.ConfigDict(dict(weight=0.0, temperature=0.1))
   # VICReg regulariser on the projected views of the SAME images (C-JEPA); weight 0 disables.
   # Coefficients as in VICReg; on_predictions adds variance/covariance of block-mean predictions.
-  c.loss.vicreg = ml_collections.ConfigDict(dict(weight=0.0, invariance=25.0, variance=25.0, covariance=1.0,
-                                                 on_predictions=False))
+  c.loss.vicreg = ml_collections.ConfigDict(
+    dict(weight=0.0, invariance=25.0, variance=25.0, covariance=1.0, on_predictions=False)
+  )
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1.5e-4
@@ -96,8 +98,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
-  c.optim.clip_norm = 3.0                      # 0 disables clipping
-  c.optim.grad_accum_steps = 1                 # effective batch = data.batch_size * this
+  c.optim.clip_norm = 3.0  # 0 disables clipping
+  c.optim.grad_accum_steps = 1  # effective batch = data.batch_size * this
 
   c.ema = ml_collections.ConfigDict(dict(start=0.996, end=1.0))
 
@@ -217,9 +219,11 @@ class ConfigReader:
   def assert_all_read(self):
     missing = self.unread()
     if missing:
-      raise ConfigError("config keys that no code reads (a switch that would be silently ignored): "
-                        + ", ".join(repr(m) for m in missing)
-                        + ". Remove them or fix their spelling.")
+      raise ConfigError(
+        "config keys that no code reads (a switch that would be silently ignored): "
+        + ", ".join(repr(m) for m in missing)
+        + ". Remove them or fix their spelling."
+      )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,8 +262,10 @@ def parse_arg(arg, **defaults):
     elif kind is bool:
       text = value.strip()
       if text not in ("True", "False"):
-        raise ConfigError(f"config argument {name!r} is a bool: write {name}=True or {name}=False "
-                          f"(or a bare {name}), got {name}={text!r}")
+        raise ConfigError(
+          f"config argument {name!r} is a bool: write {name}=True or {name}=False "
+          f"(or a bare {name}), got {name}={text!r}"
+        )
       out[name] = text == "True"
     else:
       try:
@@ -273,6 +279,7 @@ def load_config(path, arg=None):
   """`get_config(arg)` of a config file, e.g. to derive one config from another."""
   import importlib.util  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
+
   spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

@@ -5,6 +5,7 @@ model, masks, optimizer schedules and step from here, so they cannot drift apart
 dataclasses carry no defaults: every value comes from the config schema (`config.base_config()`),
 and every bound is checked here, once, with an error naming the config key.
 """
+
 import dataclasses
 
 import jax
@@ -25,7 +26,7 @@ MAX_HIERARCHIES = 4
 
 @dataclasses.dataclass(frozen=True)
 class EvalSchedule:
-  every: int                # 0: never during training
+  every: int  # 0: never during training
   max_examples: int
   knn_ks: tuple
   batch_size: int
@@ -37,8 +38,8 @@ class EvalSchedule:
 class Experiment:
   step_spec: StepSpec
   seed: int
-  micro_batch: int          # data.batch_size: one optimizer micro-batch, all hosts together
-  global_batch: int         # micro_batch * grad_accum_steps: images per update
+  micro_batch: int  # data.batch_size: one optimizer micro-batch, all hosts together
+  global_batch: int  # micro_batch * grad_accum_steps: images per update
   steps_per_epoch: int
   total_steps: int
   log_every: int
@@ -66,12 +67,20 @@ def block_options(m) -> BlockOptions:
   require(m.layerscale_init > 0, "model.layerscale_init", f"must be > 0, got {m.layerscale_init}")
   require(m.rope_base > 0, "model.rope_base", f"must be > 0, got {m.rope_base}")
   require(m.remat in REMAT_POLICIES, "model.remat", f"{m.remat!r} is not one of {REMAT_POLICIES}")
-  require(m.attention_impl in ATTENTION_IMPLS, "model.attention_impl",
-          f"{m.attention_impl!r} is not one of {ATTENTION_IMPLS}")
+  require(
+    m.attention_impl in ATTENTION_IMPLS, "model.attention_impl", f"{m.attention_impl!r} is not one of {ATTENTION_IMPLS}"
+  )
   require(m.dtype in DTYPES, "model.dtype", f"{m.dtype!r} is not one of {tuple(DTYPES)}")
-  return BlockOptions(mlp_ratio=m.mlp_ratio, fused_attention=m.fused_attention, attention_impl=m.attention_impl,
-                      layerscale_init=m.layerscale_init if m.layerscale else 0.0, rope=m.rope,
-                      rope_base=m.rope_base, remat=m.remat, dtype=m.dtype)
+  return BlockOptions(
+    mlp_ratio=m.mlp_ratio,
+    fused_attention=m.fused_attention,
+    attention_impl=m.attention_impl,
+    layerscale_init=m.layerscale_init if m.layerscale else 0.0,
+    rope=m.rope,
+    rope_base=m.rope_base,
+    remat=m.remat,
+    dtype=m.dtype,
+  )
 
 
 def _encoder_dims(m):
@@ -86,10 +95,17 @@ def _encoder_dims(m):
       require(m[key] >= 1, f"model.{key}", f"must be >= 1, got {m[key]}")
       dims[key] = m[key]
   missing = sorted({"width", "depth", "num_heads", "patch_size"} - set(dims))
-  require(not missing, "model.variant", f"is empty, so set model.{', model.'.join(missing)} "
-          f"(or a variant NAME/PATCH with NAME in {sorted(VARIANTS)}, e.g. 'S/16')")
-  require(dims["width"] % dims["num_heads"] == 0, "model.num_heads",
-          f"width {dims['width']} is not divisible by {dims['num_heads']} heads")
+  require(
+    not missing,
+    "model.variant",
+    f"is empty, so set model.{', model.'.join(missing)} "
+    f"(or a variant NAME/PATCH with NAME in {sorted(VARIANTS)}, e.g. 'S/16')",
+  )
+  require(
+    dims["width"] % dims["num_heads"] == 0,
+    "model.num_heads",
+    f"width {dims['width']} is not divisible by {dims['num_heads']} heads",
+  )
   return dims
 
 
@@ -100,22 +116,36 @@ def model_spec(cfg) -> ModelSpec:
   """
   m, image_size = cfg.model, cfg.data.image_size
   dims = _encoder_dims(m)
-  require(image_size % dims["patch_size"] == 0, "data.image_size",
-          f"{image_size} is not divisible by the patch size {dims['patch_size']}")
+  require(
+    image_size % dims["patch_size"] == 0,
+    "data.image_size",
+    f"{image_size} is not divisible by the patch size {dims['patch_size']}",
+  )
   pred, fpn, proj = m.predictor, m.fpn, m.projector
   for key in ("width", "depth", "num_heads"):
     require(pred[key] >= 1, f"model.predictor.{key}", f"must be >= 1, got {pred[key]}")
-  require(pred.width % pred.num_heads == 0, "model.predictor.num_heads",
-          f"predictor width {pred.width} is not divisible by {pred.num_heads} heads")
+  require(
+    pred.width % pred.num_heads == 0,
+    "model.predictor.num_heads",
+    f"predictor width {pred.width} is not divisible by {pred.num_heads} heads",
+  )
   require(fpn.fusion in FUSIONS, "model.fpn.fusion", f"must be {' or '.join(map(repr, FUSIONS))}, got {fpn.fusion!r}")
   require(fpn.feature_dim >= 1, "model.fpn.feature_dim", f"must be >= 1, got {fpn.feature_dim}")
   require(proj.hidden_dim >= 1, "model.projector.hidden_dim", f"must be >= 1, got {proj.hidden_dim}")
   require(proj.dim >= 1, "model.projector.dim", f"must be >= 1, got {proj.dim}")
-  return ModelSpec(image_size=image_size, block=block_options(m), predictor_width=pred.width,
-                   predictor_depth=pred.depth, predictor_num_heads=pred.num_heads,
-                   fpn_levels=cfg.loss.num_hierarchies if fpn.enabled else 0, fpn_feature_dim=fpn.feature_dim,
-                   fpn_fusion=fpn.fusion, projector_hidden=proj.hidden_dim if view_losses(cfg).enabled else 0,
-                   projector_dim=proj.dim, **dims)
+  return ModelSpec(
+    image_size=image_size,
+    block=block_options(m),
+    predictor_width=pred.width,
+    predictor_depth=pred.depth,
+    predictor_num_heads=pred.num_heads,
+    fpn_levels=cfg.loss.num_hierarchies if fpn.enabled else 0,
+    fpn_feature_dim=fpn.feature_dim,
+    fpn_fusion=fpn.fusion,
+    projector_hidden=proj.hidden_dim if view_losses(cfg).enabled else 0,
+    projector_dim=proj.dim,
+    **dims,
+  )
 
 
 def model(cfg):
@@ -132,22 +162,34 @@ def mask_spec(mk, grid) -> MaskSpec:
   """MaskSpec from `config.mask` on a patch grid; ranges are checked against that grid here."""
   for name in ("target_scale", "target_aspect", "context_scale", "context_aspect"):
     pair = tuple(mk[name])
-    require(len(pair) == 2 and 0 < pair[0] <= pair[1], f"mask.{name}", f"must be an increasing positive pair, got {pair}")
+    require(
+      len(pair) == 2 and 0 < pair[0] <= pair[1], f"mask.{name}", f"must be an increasing positive pair, got {pair}"
+    )
   for name in ("target_scale", "context_scale"):
     require(mk[name][1] <= 1, f"mask.{name}", f"is a fraction of the grid: must be <= 1, got {tuple(mk[name])}")
     kind = name.split("_")[0]
     shapes = block_shapes(grid, mk[name], mk[f"{kind}_aspect"])
-    require(len(shapes), f"mask.{name}", f"no block of the {grid[0]}x{grid[1]} patch grid has scale in "
-            f"{tuple(mk[name])} and aspect in {tuple(mk[kind + '_aspect'])}: widen the ranges or change "
-            "data.image_size / the patch size")
+    require(
+      len(shapes),
+      f"mask.{name}",
+      f"no block of the {grid[0]}x{grid[1]} patch grid has scale in "
+      f"{tuple(mk[name])} and aspect in {tuple(mk[kind + '_aspect'])}: widen the ranges or change "
+      "data.image_size / the patch size",
+    )
   require(mk.num_targets >= 1, "mask.num_targets", f"must be >= 1, got {mk.num_targets}")
   require(0 < mk.context_fraction <= 1, "mask.context_fraction", f"must be in (0, 1], got {mk.context_fraction}")
   n = grid[0] * grid[1]
   require(1 <= mk.min_context < n, "mask.min_context", f"must be in [1, {n}), got {mk.min_context}")
-  return MaskSpec(grid=tuple(grid), num_targets=mk.num_targets, target_scale=tuple(mk.target_scale),
-                  target_aspect=tuple(mk.target_aspect), context_scale=tuple(mk.context_scale),
-                  context_aspect=tuple(mk.context_aspect), min_context=mk.min_context,
-                  context_fraction=mk.context_fraction)
+  return MaskSpec(
+    grid=tuple(grid),
+    num_targets=mk.num_targets,
+    target_scale=tuple(mk.target_scale),
+    target_aspect=tuple(mk.target_aspect),
+    context_scale=tuple(mk.context_scale),
+    context_aspect=tuple(mk.context_aspect),
+    min_context=mk.min_context,
+    context_fraction=mk.context_fraction,
+  )
 
 
 def view_losses(cfg) -> ViewLosses:
@@ -161,13 +203,25 @@ def view_losses(cfg) -> ViewLosses:
     require(value >= 0, f"loss.vicreg.{name}", f"must be >= 0, got {value}")
   enabled = con.weight > 0 or vic.weight > 0
   num_local = cfg.data.multicrop.num_local
-  require(not num_local or enabled, "data.multicrop.num_local",
-          f"{num_local} local crops are only used by the view-level losses; set loss.contrastive.weight or "
-          "loss.vicreg.weight > 0, or --config.data.multicrop.num_local=0")
-  require(not vic.on_predictions or vic.weight > 0, "loss.vicreg.on_predictions",
-          "has no effect while loss.vicreg.weight is 0; set a weight or turn it off")
-  return ViewLosses(contrastive_weight=con.weight, temperature=con.temperature, vicreg_weight=vic.weight,
-                    vicreg_predictions=vic.on_predictions, num_local=num_local, **coeffs)
+  require(
+    not num_local or enabled,
+    "data.multicrop.num_local",
+    f"{num_local} local crops are only used by the view-level losses; set loss.contrastive.weight or "
+    "loss.vicreg.weight > 0, or --config.data.multicrop.num_local=0",
+  )
+  require(
+    not vic.on_predictions or vic.weight > 0,
+    "loss.vicreg.on_predictions",
+    "has no effect while loss.vicreg.weight is 0; set a weight or turn it off",
+  )
+  return ViewLosses(
+    contrastive_weight=con.weight,
+    temperature=con.temperature,
+    vicreg_weight=vic.weight,
+    vicreg_predictions=vic.on_predictions,
+    num_local=num_local,
+    **coeffs,
+  )
 
 
 def optim_spec(cfg, total_steps, warmup_steps) -> OptimSpec:
@@ -179,11 +233,26 @@ def optim_spec(cfg, total_steps, warmup_steps) -> OptimSpec:
   for key in ("b1", "b2"):
     require(0 <= o[key] < 1, f"optim.{key}", f"must be in [0, 1), got {o[key]}")
   require(o.eps > 0, "optim.eps", f"must be > 0, got {o.eps}")
-  require(0 <= ema.start <= ema.end <= 1, "ema.start",
-          f"EMA momentum needs 0 <= ema.start <= ema.end <= 1, got {ema.start}, {ema.end}")
-  return OptimSpec(total_steps=total_steps, warmup_steps=warmup_steps, lr=o.lr, start_lr=o.start_lr,
-                   final_lr=o.final_lr, weight_decay=o.weight_decay, final_weight_decay=o.final_weight_decay,
-                   b1=o.b1, b2=o.b2, eps=o.eps, clip_norm=o.clip_norm, ema_start=ema.start, ema_end=ema.end)
+  require(
+    0 <= ema.start <= ema.end <= 1,
+    "ema.start",
+    f"EMA momentum needs 0 <= ema.start <= ema.end <= 1, got {ema.start}, {ema.end}",
+  )
+  return OptimSpec(
+    total_steps=total_steps,
+    warmup_steps=warmup_steps,
+    lr=o.lr,
+    start_lr=o.start_lr,
+    final_lr=o.final_lr,
+    weight_decay=o.weight_decay,
+    final_weight_decay=o.final_weight_decay,
+    b1=o.b1,
+    b2=o.b2,
+    eps=o.eps,
+    clip_norm=o.clip_norm,
+    ema_start=ema.start,
+    ema_end=ema.end,
+  )
 
 
 def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
@@ -192,18 +261,30 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
   weights = tuple(float(w) for w in cfg.loss.hierarchy_weights)
   levels = cfg.loss.num_hierarchies
   require(1 <= levels <= MAX_HIERARCHIES, "loss.num_hierarchies", f"must be in [1, {MAX_HIERARCHIES}], got {levels}")
-  require(len(weights) == levels, "loss.hierarchy_weights",
-          f"has {len(weights)} entries but loss.num_hierarchies={levels}; give one weight "
-          f"per level, e.g. --config.loss.hierarchy_weights='(1.0, 0.7, 0.5)'")
-  require(2 ** (levels - 1) <= max(net.grid), "loss.num_hierarchies",
-          f"level {levels - 1} pools {2 ** (levels - 1)}x{2 ** (levels - 1)} cells, "
-          f"larger than the {net.grid[0]}x{net.grid[1]} patch grid")
+  require(
+    len(weights) == levels,
+    "loss.hierarchy_weights",
+    f"has {len(weights)} entries but loss.num_hierarchies={levels}; give one weight "
+    f"per level, e.g. --config.loss.hierarchy_weights='(1.0, 0.7, 0.5)'",
+  )
+  require(
+    2 ** (levels - 1) <= max(net.grid),
+    "loss.num_hierarchies",
+    f"level {levels - 1} pools {2 ** (levels - 1)}x{2 ** (levels - 1)} cells, "
+    f"larger than the {net.grid[0]}x{net.grid[1]} patch grid",
+  )
   require(cfg.loss.type in losses.LOSS_TYPES, "loss.type", f"{cfg.loss.type!r} is not one of {losses.LOSS_TYPES}")
   accum = cfg.optim.grad_accum_steps
   require(accum >= 1, "optim.grad_accum_steps", f"must be >= 1, got {accum}")
-  return StepSpec(model=net, masks=mask_spec(cfg.mask, net.grid),
-                  optim=optim_spec(cfg, total_steps, warmup_steps), hierarchy_weights=weights,
-                  loss_type=cfg.loss.type, grad_accum_steps=accum, views=view_losses(cfg))
+  return StepSpec(
+    model=net,
+    masks=mask_spec(cfg.mask, net.grid),
+    optim=optim_spec(cfg, total_steps, warmup_steps),
+    hierarchy_weights=weights,
+    loss_type=cfg.loss.type,
+    grad_accum_steps=accum,
+    views=view_losses(cfg),
+  )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,17 +304,27 @@ def eval_schedule(cfg, steps_per_epoch) -> EvalSchedule:
   if best:
     known = {f"eval/knn_top1_k{k}" for k in knn_ks} | {"eval/feature_std", "eval/effective_rank", "train/loss"}
     require(best in known, "best_metric", f"{best!r} is not computed; choose one of {sorted(known)}")
-    require(every > 0 or best == "train/loss", "eval.every_epochs", f"best_metric={best!r} needs evaluations during "
-            "training")
+    require(
+      every > 0 or best == "train/loss", "eval.every_epochs", f"best_metric={best!r} needs evaluations during training"
+    )
     lower_is_better = best.rsplit("/", 1)[-1].endswith("loss")
     want = "min" if lower_is_better else "max"
-    require(cfg.best_mode == want, "best_mode",
-            f"{best!r} is {'a loss: lower' if lower_is_better else 'a score: higher'} is better, so best_mode must be "
-            f"{want!r}, got {cfg.best_mode!r} (keeping the {'worst' if lower_is_better else 'lowest'} checkpoint as "
-            f"best); use --config.best_mode={want}")
+    require(
+      cfg.best_mode == want,
+      "best_mode",
+      f"{best!r} is {'a loss: lower' if lower_is_better else 'a score: higher'} is better, so best_mode must be "
+      f"{want!r}, got {cfg.best_mode!r} (keeping the {'worst' if lower_is_better else 'lowest'} checkpoint as "
+      f"best); use --config.best_mode={want}",
+    )
   cap = cfg.data.eval_max_examples
-  return EvalSchedule(every=every, max_examples=min(e.max_examples, cap) if cap else e.max_examples, knn_ks=knn_ks,
-                      batch_size=e.batch_size, best_metric=best, best_mode=cfg.best_mode)
+  return EvalSchedule(
+    every=every,
+    max_examples=min(e.max_examples, cap) if cap else e.max_examples,
+    knn_ks=knn_ks,
+    batch_size=e.batch_size,
+    best_metric=best,
+    best_mode=cfg.best_mode,
+  )
 
 
 def build_experiment(cfg, num_examples, platform) -> Experiment:
@@ -241,23 +332,38 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
   platform.check_dtype(cfg.model.dtype)
   platform.check_attention(cfg.model.fused_attention, cfg.model.attention_impl)
   micro, accum = cfg.data.batch_size, cfg.optim.grad_accum_steps
-  require(micro % platform.num_devices == 0, "data.batch_size",
-          f"{micro} is not divisible by the {platform.num_devices} devices; use a multiple of {platform.num_devices}")
+  require(
+    micro % platform.num_devices == 0,
+    "data.batch_size",
+    f"{micro} is not divisible by the {platform.num_devices} devices; use a multiple of {platform.num_devices}",
+  )
   require(accum >= 1, "optim.grad_accum_steps", f"must be >= 1, got {accum}")
   global_batch = micro * accum
   steps_per_epoch = num_examples // global_batch
-  require(steps_per_epoch >= 1, "data.batch_size",
-          f"batch {micro} x {accum} accumulation exceeds the {num_examples} examples of one epoch")
+  require(
+    steps_per_epoch >= 1,
+    "data.batch_size",
+    f"batch {micro} x {accum} accumulation exceeds the {num_examples} examples of one epoch",
+  )
   total = config_lib.resolve_steps(cfg, "total", steps_per_epoch)
   warmup = min(config_lib.resolve_steps(cfg.optim, "warmup", steps_per_epoch, allow_zero=True), total)
   require(cfg.log_every_steps >= 1, "log_every_steps", f"must be >= 1, got {cfg.log_every_steps}")
   require(cfg.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {cfg.keep_checkpoints}")
   return Experiment(
-      step_spec=step_spec(cfg, total, warmup), seed=cfg.seed, micro_batch=micro, global_batch=global_batch,
-      steps_per_epoch=steps_per_epoch, total_steps=total, log_every=cfg.log_every_steps,
-      log_mask_images=cfg.log_mask_images, ckpt_every=config_lib.resolve_steps(cfg, "ckpt_every", steps_per_epoch),
-      keep_checkpoints=cfg.keep_checkpoints, resume=cfg.resume, stop_on_nonfinite=cfg.stop_on_nonfinite,
-      eval=eval_schedule(cfg, steps_per_epoch))
+    step_spec=step_spec(cfg, total, warmup),
+    seed=cfg.seed,
+    micro_batch=micro,
+    global_batch=global_batch,
+    steps_per_epoch=steps_per_epoch,
+    total_steps=total,
+    log_every=cfg.log_every_steps,
+    log_mask_images=cfg.log_mask_images,
+    ckpt_every=config_lib.resolve_steps(cfg, "ckpt_every", steps_per_epoch),
+    keep_checkpoints=cfg.keep_checkpoints,
+    resume=cfg.resume,
+    stop_on_nonfinite=cfg.stop_on_nonfinite,
+    eval=eval_schedule(cfg, steps_per_epoch),
+  )
 
 
 def prepare(config, platform=None):
@@ -268,6 +374,7 @@ def prepare(config, platform=None):
   """
   from hjepa_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from hjepa_jax.data.validate import check_data_config  # pylint: disable=g-import-not-at-top
+
   config_lib.check_schema(config)
   platform = platform or platform_lib.detect()
   reader = config_lib.ConfigReader(config)

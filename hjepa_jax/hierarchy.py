@@ -8,6 +8,7 @@ and only cells with |C_k(c)| > 0 are compared. Level 0 is the I-JEPA patch-level
 the scatter of predictions into a dense (H, W) grid with a validity mask followed by masked
 average pooling, computed as one segment sum so shapes stay static (cells per level are fixed).
 """
+
 import math
 
 import jax
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 
 
 def num_cells(grid, level):
-  cell = 2 ** level
+  cell = 2**level
   return math.ceil(grid[0] / cell) * math.ceil(grid[1] / cell)
 
 
@@ -25,7 +26,7 @@ def pool_to_level(values, idx, valid, grid, level):
   values: (..., K, D) features at grid indices idx (..., K) with validity valid (..., K).
   Returns pooled (..., C, D) and cell validity (..., C), C = num_cells(grid, level).
   """
-  cell = 2 ** level
+  cell = 2**level
   cells_w = math.ceil(grid[1] / cell)
   c = num_cells(grid, level)
   cell_id = (idx // grid[1] // cell) * cells_w + (idx % grid[1]) // cell

@@ -1,4 +1,5 @@
 """H-JEPA objective: per-level regression of predictions onto layer-normalised target features."""
+
 import jax
 import jax.numpy as jnp
 
@@ -48,7 +49,7 @@ def hierarchical_loss(pred, target, idx, valid, grid, weights, kind, refine=None
     preds = refine(preds)
   per_level = []
   for p, t, cell_valid in zip(preds, targets, cells):
-    err = elementwise(kind, p, t).mean(-1)                       # (B, M, C)
+    err = elementwise(kind, p, t).mean(-1)  # (B, M, C)
     w = cell_valid.astype(err.dtype)
     per_level.append((err * w).sum((1, 2)) / jnp.maximum(w.sum((1, 2)), 1.0))
   per_level = jnp.stack(per_level)

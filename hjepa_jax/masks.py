@@ -16,6 +16,7 @@ Shapes are fixed per config so `train_step` compiles once:
 Masks depend only on (rng, example index), so a resumed run and a gradient-accumulated batch draw
 exactly the same masks.
 """
+
 import dataclasses
 import math
 
@@ -32,14 +33,19 @@ def block_shapes(grid_hw, scale, aspect):
   gh, gw = grid_hw
   n = gh * gw
   eps = 1e-9
-  shapes = [(h, w) for h in range(1, gh + 1) for w in range(1, gw + 1)
-            if scale[0] - eps <= h * w / n <= scale[1] + eps and aspect[0] - eps <= h / w <= aspect[1] + eps]
+  shapes = [
+    (h, w)
+    for h in range(1, gh + 1)
+    for w in range(1, gw + 1)
+    if scale[0] - eps <= h * w / n <= scale[1] + eps and aspect[0] - eps <= h / w <= aspect[1] + eps
+  ]
   return np.asarray(shapes, np.int32).reshape(-1, 2)
 
 
 @dataclasses.dataclass(frozen=True)
 class MaskSpec:
   """Static multi-block masking parameters for one patch grid (experiment.mask_spec checks the ranges)."""
+
   grid: tuple
   num_targets: int
   target_scale: tuple
@@ -97,20 +103,25 @@ def _draw(key, spec):
   """One draw of an example's masks (see module docstring); one PRNG call keeps compiles short."""
   grid, n, m = spec.grid, spec.num_patches, spec.num_targets
   u = jax.random.uniform(key, (3 * m + 3 + n,))
-  blocks = jax.vmap(lambda v: _block(v, spec.target_shapes, grid))(u[:3 * m].reshape(m, 3))
+  blocks = jax.vmap(lambda v: _block(v, spec.target_shapes, grid))(u[: 3 * m].reshape(m, 3))
   tgt_idx, tgt_valid = jax.vmap(lambda *b: _block_indices(*b, grid, spec.target_capacity))(*blocks)
   union = jax.vmap(lambda *b: _block_mask(*b, grid))(*blocks).any(0)
-  ctx = _block_mask(*_block(u[3 * m:3 * m + 3], spec.context_shapes, grid), grid) & ~union
+  ctx = _block_mask(*_block(u[3 * m : 3 * m + 3], spec.context_shapes, grid), grid) & ~union
   # Valid positions first (random order among them), keep the first `capacity`, sort by position.
-  chosen = jnp.argsort(jnp.where(ctx, u[3 * m + 3:], 2.0))[:spec.context_capacity]
+  chosen = jnp.argsort(jnp.where(ctx, u[3 * m + 3 :], 2.0))[: spec.context_capacity]
   chosen_valid = ctx[chosen]
   order = jnp.argsort(jnp.where(chosen_valid, chosen, chosen + n))
-  return dict(context_idx=chosen[order].astype(jnp.int32), context_valid=chosen_valid[order],
-              target_idx=tgt_idx, target_valid=tgt_valid)
+  return dict(
+    context_idx=chosen[order].astype(jnp.int32),
+    context_valid=chosen_valid[order],
+    target_idx=tgt_idx,
+    target_valid=tgt_valid,
+  )
 
 
 def _sample_one(key, spec):
   """Draws until the context has >= min_context tokens (at most max_tries draws)."""
+
   def not_done(carry):
     tries, _, masks = carry
     return (tries < MAX_TRIES) & (masks["context_valid"].sum() < spec.min_context)

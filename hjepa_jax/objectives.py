@@ -5,6 +5,7 @@ Views 0..num_global-1 are global crops; the rest are local crops that are only e
 a global one (DINO / multi-crop convention), so a local-local pair never contributes. Everything
 is computed in float32 so bfloat16 encoders do not lose the small logit / variance differences.
 """
+
 import itertools
 
 import jax
@@ -37,11 +38,11 @@ def l2_normalize(x, eps=1e-12):
 def _nt_xent(za, zc, temperature):
   """SimCLR NT-Xent on one pair of normalised views (B, D): (mean cross-entropy, top-1 accuracy)."""
   b = za.shape[0]
-  z = jnp.concatenate([za, zc], axis=0)                              # (2B, D)
+  z = jnp.concatenate([za, zc], axis=0)  # (2B, D)
   logits = jnp.einsum("id,jd->ij", z, z, precision=jax.lax.Precision.HIGHEST) / temperature
   eye = jnp.eye(2 * b, dtype=bool)
-  logits = jnp.where(eye, jnp.finfo(jnp.float32).min, logits)        # self is not a candidate
-  positive = (jnp.arange(2 * b) + b) % (2 * b)                       # same image, other view
+  logits = jnp.where(eye, jnp.finfo(jnp.float32).min, logits)  # self is not a candidate
+  positive = (jnp.arange(2 * b) + b) % (2 * b)  # same image, other view
   pos_logit = jnp.take_along_axis(logits, positive[:, None], axis=1)[:, 0]
   loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - pos_logit)
   acc = jnp.mean((jnp.argmax(logits, axis=1) == positive).astype(jnp.float32))
@@ -85,12 +86,13 @@ def vicreg_terms(views, num_global=None, std_target=1.0, eps=1e-4):
   """
   views = jnp.asarray(views, jnp.float32)
   za, zc = _pair_arrays(views, num_global)
-  invariance = jnp.mean(jnp.square(za - zc))        # all pairs have equal size: mean of pair MSEs
+  invariance = jnp.mean(jnp.square(za - zc))  # all pairs have equal size: mean of pair MSEs
   variance, covariance = jax.vmap(lambda v: variance_covariance(v, std_target, eps))(views)
   return dict(invariance=invariance, variance=variance.mean(), covariance=covariance.mean())
 
 
 def vicreg_loss(terms, invariance_coeff, variance_coeff, covariance_coeff):
   """Weighted sum of vicreg_terms (VICReg's defaults are 25, 25, 1)."""
-  return (invariance_coeff * terms["invariance"] + variance_coeff * terms["variance"]
-          + covariance_coeff * terms["covariance"])
+  return (
+    invariance_coeff * terms["invariance"] + variance_coeff * terms["variance"] + covariance_coeff * terms["covariance"]
+  )

@@ -6,6 +6,7 @@ weight_decay -> final_weight_decay (I-JEPA's 0.04 -> 0.4); both injected into `o
 logged from there. (optax 0.2.5, the jax-metal profile, accepts no schedule as adamw's
 weight_decay; inject_hyperparams works on every profile.) EMA momentum: `optax.linear_schedule`.
 """
+
 import dataclasses
 
 import jax
@@ -18,6 +19,7 @@ NO_DECAY_NAMES = ("pos", "mask_token", "cls")
 @dataclasses.dataclass(frozen=True)
 class OptimSpec:
   """Optimizer and EMA settings; experiment.optim_spec builds it from `config.optim` and `config.ema`."""
+
   total_steps: int
   warmup_steps: int
   lr: float
@@ -28,7 +30,7 @@ class OptimSpec:
   b1: float
   b2: float
   eps: float
-  clip_norm: float              # global-norm clipping; 0 disables
+  clip_norm: float  # global-norm clipping; 0 disables
   ema_start: float
   ema_end: float
 
@@ -36,8 +38,12 @@ class OptimSpec:
 def lr_schedule(spec: OptimSpec):
   """Linear warmup start_lr -> lr over warmup_steps, then cosine to final_lr at total_steps."""
   return optax.warmup_cosine_decay_schedule(
-      init_value=spec.start_lr, peak_value=spec.lr, warmup_steps=spec.warmup_steps,
-      decay_steps=max(spec.total_steps, spec.warmup_steps + 1), end_value=spec.final_lr)
+    init_value=spec.start_lr,
+    peak_value=spec.lr,
+    warmup_steps=spec.warmup_steps,
+    decay_steps=max(spec.total_steps, spec.warmup_steps + 1),
+    end_value=spec.final_lr,
+  )
 
 
 def wd_schedule(spec: OptimSpec):
@@ -53,9 +59,11 @@ def ema_schedule(spec: OptimSpec):
 
 def decay_mask(params):
   """True for parameters that get weight decay: >= 2-D and not position/mask-token-like."""
+
   def decays(path, p):
     names = "/".join(str(getattr(k, "key", k)) for k in path).lower()
     return p.ndim >= 2 and not any(n in names for n in NO_DECAY_NAMES)
+
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
@@ -65,14 +73,19 @@ def make_optimizer(spec: OptimSpec, params):
   `params` (arrays or ShapeDtypeStructs) fixes the decay mask.
   """
   adamw = optax.inject_hyperparams(optax.adamw)(
-      learning_rate=lr_schedule(spec), weight_decay=wd_schedule(spec), b1=spec.b1, b2=spec.b2, eps=spec.eps,
-      mask=decay_mask(params))
+    learning_rate=lr_schedule(spec),
+    weight_decay=wd_schedule(spec),
+    b1=spec.b1,
+    b2=spec.b2,
+    eps=spec.eps,
+    mask=decay_mask(params),
+  )
   return optax.chain(optax.clip_by_global_norm(spec.clip_norm), adamw) if spec.clip_norm > 0 else adamw
 
 
 def hyperparams(opt_state):
   """The injected hyperparameters (learning_rate, weight_decay, ...) the last update used."""
-  for s in (opt_state if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") else (opt_state,)):
+  for s in opt_state if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") else (opt_state,):
     if hasattr(s, "hyperparams"):
       return s.hyperparams
   raise ValueError("optimizer state has no injected hyperparameters")

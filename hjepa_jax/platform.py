@@ -3,6 +3,7 @@
 Backend names are compared case-insensitively: jax-metal reports "METAL", jax-mps "mps",
 jax-graft "mtl"; "mlx" is accepted for MLX-based plugins.
 """
+
 import dataclasses
 import logging
 
@@ -21,7 +22,7 @@ class PlatformError(ConfigError):
 
 @dataclasses.dataclass(frozen=True)
 class Platform:
-  backend: str            # lower-cased jax.default_backend()
+  backend: str  # lower-cased jax.default_backend()
   device_kind: str
   num_devices: int
   process_count: int
@@ -40,20 +41,28 @@ class Platform:
 
   def check_dtype(self, dtype):
     if dtype == "bfloat16" and self.backend not in BF16_BACKENDS:
-      raise PlatformError(f"model.dtype=bfloat16 is not supported on backend {self.backend!r}; "
-                          f"use --config.model.dtype=float32")
+      raise PlatformError(
+        f"model.dtype=bfloat16 is not supported on backend {self.backend!r}; use --config.model.dtype=float32"
+      )
 
   def check_attention(self, fused, impl):
     if impl == "cudnn" and (not fused or self.backend not in ("cuda", "gpu")):
-      raise PlatformError(f"model.attention_impl='cudnn' needs model.fused_attention=True on a CUDA GPU "
-                          f"(backend here: {self.backend!r}); use --config.model.attention_impl=auto")
+      raise PlatformError(
+        f"model.attention_impl='cudnn' needs model.fused_attention=True on a CUDA GPU "
+        f"(backend here: {self.backend!r}); use --config.model.attention_impl=auto"
+      )
 
 
 def detect() -> Platform:
   import jax  # pylint: disable=g-import-not-at-top  (lazy: the data pipelines use this module without JAX)
+
   devices = jax.devices()
-  return Platform(backend=jax.default_backend(), device_kind=devices[0].device_kind,
-                  num_devices=len(devices), process_count=jax.process_count())
+  return Platform(
+    backend=jax.default_backend(),
+    device_kind=devices[0].device_kind,
+    num_devices=len(devices),
+    process_count=jax.process_count(),
+  )
 
 
 def hide_gpus_from_tensorflow():
@@ -72,13 +81,15 @@ def peak_memory_mb():
   """Peak memory so far in MiB: the accelerator's peak_bytes_in_use where the backend reports it
   (CUDA, some Metal plugins), else this process's peak resident set (CPU runs). Never raises."""
   import jax  # pylint: disable=g-import-not-at-top
+
   try:
     stats = jax.local_devices()[0].memory_stats() or {}
   except Exception:  # pylint: disable=broad-except  (plugins raise assorted errors here)
     stats = {}
   if stats.get("peak_bytes_in_use"):
-    return stats["peak_bytes_in_use"] / 2 ** 20
+    return stats["peak_bytes_in_use"] / 2**20
   import resource  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
+
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  return rss / 2 ** 20 if sys.platform == "darwin" else rss / 2 ** 10  # bytes on macOS, KiB on Linux
+  return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux

@@ -4,6 +4,7 @@ Read top to bottom: config -> experiment (every key read, durations resolved) ->
 mesh -> model, optimizer, state -> checkpoint restore -> input pipeline -> jitted update ->
 evaluators -> loop (log, eval, checkpoint, stop on signal or non-finite loss).
 """
+
 import json
 import logging
 import os
@@ -70,8 +71,11 @@ class StopRequest:
     if self.requested is not None and signum == signal.SIGINT:
       raise KeyboardInterrupt
     self.requested = signal.Signals(signum).name
-    logging.warning("%s received: finishing the current step, saving a checkpoint and exiting "
-                    "(press Ctrl-C again to abort without saving)", self.requested)
+    logging.warning(
+      "%s received: finishing the current step, saving a checkpoint and exiting "
+      "(press Ctrl-C again to abort without saving)",
+      self.requested,
+    )
 
   def __exit__(self, *exc):
     for sig, old in self._old.items():
@@ -98,11 +102,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   spec = exp.step_spec
   os.makedirs(workdir, exist_ok=True)
   log_handler = _setup_logging(workdir)
-  logging.info("backend %s (%s) x %d devices, %d process(es)", platform.backend, platform.device_kind,
-               platform.num_devices, platform.process_count)
-  logging.info("%d steps: %d per epoch at %d images per update (%d x %d accumulation); %d context / %d target "
-               "slots per block", exp.total_steps, exp.steps_per_epoch, exp.global_batch, exp.micro_batch,
-               spec.grad_accum_steps, spec.masks.context_capacity, spec.masks.target_capacity)
+  logging.info(
+    "backend %s (%s) x %d devices, %d process(es)",
+    platform.backend,
+    platform.device_kind,
+    platform.num_devices,
+    platform.process_count,
+  )
+  logging.info(
+    "%d steps: %d per epoch at %d images per update (%d x %d accumulation); %d context / %d target slots per block",
+    exp.total_steps,
+    exp.steps_per_epoch,
+    exp.global_batch,
+    exp.micro_batch,
+    spec.grad_accum_steps,
+    spec.masks.context_capacity,
+    spec.masks.target_capacity,
+  )
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -119,29 +135,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   tx = make_optimizer(spec.optim, params_shape)
   init_fn = jax.jit(lambda r: init_state(model, tx, r), out_shardings=replicated)
   checkpointer = ckpt_lib.Checkpointer(workdir, exp.keep_checkpoints, exp.eval.best_metric or None, exp.eval.best_mode)
-  state, source = checkpointer.restore(ckpt_lib.abstract_like(jax.eval_shape(init_fn, init_rng), replicated),
-                                       exp.resume)
+  state, source = checkpointer.restore(
+    ckpt_lib.abstract_like(jax.eval_shape(init_fn, init_rng), replicated), exp.resume
+  )
   if state is None:
     state = init_fn(init_rng)
-    logging.info("initialised a new run: %s params", f"{sum(x.size for x in jax.tree_util.tree_leaves(state['params'])):,}")
+    logging.info(
+      "initialised a new run: %s params", f"{sum(x.size for x in jax.tree_util.tree_leaves(state['params'])):,}"
+    )
     writer.write_hparams(config.to_dict())  # clu flattens nested keys (and tuples) itself
   else:
     logging.info("resumed from %s at step %d", source, int(state["step"]))
   start = int(state["step"])
 
   # Input pipeline, started where the restored state left off.
-  data_iter = data_lib.make_pretrain_iterator(reader.data, seed=exp.seed, start_step=start,
-                                              process_index=jax.process_index(),
-                                              process_count=jax.process_count(), batch_size=exp.global_batch,
-                                              num_views=2 if spec.views.enabled else 1)
+  data_iter = data_lib.make_pretrain_iterator(
+    reader.data,
+    seed=exp.seed,
+    start_step=start,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    batch_size=exp.global_batch,
+    num_views=2 if spec.views.enabled else 1,
+  )
 
   # The update: one compile for the whole run.
-  train_step = jax.jit(make_train_step(spec, tx), in_shardings=(replicated, data_sharding, replicated),
-                       out_shardings=(replicated, replicated), donate_argnums=(0,) if platform.donate else ())
+  train_step = jax.jit(
+    make_train_step(spec, tx),
+    in_shardings=(replicated, data_sharding, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=(0,) if platform.donate else (),
+  )
 
   evaluator = None
   if exp.eval.every:
     from hjepa_jax.evaluation.online import OnlineEvaluator  # pylint: disable=g-import-not-at-top
+
     evaluator = OnlineEvaluator(model, reader.data, exp.eval)
 
   # The masks train_step draws at a given step, recomputed for a few images (for TensorBoard).
@@ -168,34 +197,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         pending.append(metrics)
 
         if step % exp.log_every == 0 or step == exp.total_steps or stop.requested:
-          summary = {k: float(np.mean(v)) for k, v in jax.tree_util.tree_map(
-              lambda *xs: np.stack(xs), *jax.device_get(pending)).items()}
+          summary = {
+            k: float(np.mean(v))
+            for k, v in jax.tree_util.tree_map(lambda *xs: np.stack(xs), *jax.device_get(pending)).items()
+          }
           bad = int(round(summary.pop("nonfinite") * len(pending)))
           pending = []
           dt = time.time() - t_last
           steps_per_s = (step - step_last) / max(dt, 1e-9)
           t_last, step_last = time.time(), step
-          summary.update({"steps_per_sec": steps_per_s, "images_per_sec": steps_per_s * exp.global_batch,
-                          "epoch": step / exp.steps_per_epoch,
-                          "epoch_time_min": exp.steps_per_epoch / max(steps_per_s, 1e-9) / 60,
-                          "peak_memory_mb": platform_lib.peak_memory_mb()})
+          summary.update(
+            {
+              "steps_per_sec": steps_per_s,
+              "images_per_sec": steps_per_s * exp.global_batch,
+              "epoch": step / exp.steps_per_epoch,
+              "epoch_time_min": exp.steps_per_epoch / max(steps_per_s, 1e-9) / 60,
+              "peak_memory_mb": platform_lib.peak_memory_mb(),
+            }
+          )
           if bad:
             summary["nonfinite_steps"] = bad
           last = {f"train/{k}": v for k, v in summary.items()}
           writer.write_scalars(step, last)
           eta = (exp.total_steps - step) / max(steps_per_s, 1e-9)
-          logging.info("step %d/%d | epoch %.2f/%.1f | loss %.4f | lr %.3g | grad_norm %.3g | feat_std %.3f | "
-                       "%.1f img/s | %.2f steps/s | ETA %s", step, exp.total_steps, summary["epoch"],
-                       exp.total_steps / exp.steps_per_epoch, summary["loss"], summary["lr"],
-                       summary["grad_norm"], summary["feature_variance"], summary["images_per_sec"],
-                       steps_per_s, _fmt_duration(eta))
+          logging.info(
+            "step %d/%d | epoch %.2f/%.1f | loss %.4f | lr %.3g | grad_norm %.3g | feat_std %.3f | "
+            "%.1f img/s | %.2f steps/s | ETA %s",
+            step,
+            exp.total_steps,
+            summary["epoch"],
+            exp.total_steps / exp.steps_per_epoch,
+            summary["loss"],
+            summary["lr"],
+            summary["grad_norm"],
+            summary["feature_variance"],
+            summary["images_per_sec"],
+            steps_per_s,
+            _fmt_duration(eta),
+          )
           if bad and exp.stop_on_nonfinite:
             raise TrainingDiverged(
-                f"loss or gradients were NaN/Inf in {bad} step(s) before step {step}; those updates were not "
-                f"applied and nothing was saved. The last good checkpoint is step "
-                f"{checkpointer.latest_step()} in {workdir}/checkpoints. Try a lower learning rate "
-                f"(--config.optim.lr), longer warmup (--config.optim.warmup_epochs), tighter clipping "
-                f"(--config.optim.clip_norm=1.0), or float32 compute (--config.model.dtype=float32).")
+              f"loss or gradients were NaN/Inf in {bad} step(s) before step {step}; those updates were not "
+              f"applied and nothing was saved. The last good checkpoint is step "
+              f"{checkpointer.latest_step()} in {workdir}/checkpoints. Try a lower learning rate "
+              f"(--config.optim.lr), longer warmup (--config.optim.warmup_epochs), tighter clipping "
+              f"(--config.optim.clip_norm=1.0), or float32 compute (--config.model.dtype=float32)."
+            )
 
         eval_metrics = {}
         if evaluator is not None and (step % exp.eval.every == 0 or step == exp.total_steps):
@@ -208,8 +255,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
           if eval_metrics or exp.eval.best_metric == "train/loss":
             checkpointer.save_best(step, state, last)
         if stop.requested:
-          logging.info("stopped by %s at step %d; checkpoint saved. Run the same command to resume.",
-                       stop.requested, step)
+          logging.info(
+            "stopped by %s at step %d; checkpoint saved. Run the same command to resume.", stop.requested, step
+          )
           break
     if step >= exp.total_steps:
       logging.info("training finished at step %d", step)
@@ -224,4 +272,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     logging.getLogger().removeHandler(log_handler)
     log_handler.close()
   return last
-

@@ -12,6 +12,7 @@ CONTEXT encoder (view 1 reuses the JEPA context pass; view 2 gets its own contex
 crops are encoded whole), mean-pooled and projected; InfoNCE and VICReg act on these embeddings,
 always pairing the views of the same image.
 """
+
 import dataclasses
 
 import jax
@@ -26,14 +27,15 @@ from hjepa_jax.optim import OptimSpec, ema_schedule, hyperparams
 @dataclasses.dataclass(frozen=True)
 class ViewLosses:
   """Losses between views of the same images (C-JEPA); a weight of 0 turns a term off."""
+
   contrastive_weight: float
   temperature: float
   vicreg_weight: float
   invariance: float
   variance: float
   covariance: float
-  vicreg_predictions: bool           # variance/covariance also on block-mean predicted features
-  num_local: int                     # small crops per image, tied to the global views
+  vicreg_predictions: bool  # variance/covariance also on block-mean predicted features
+  num_local: int  # small crops per image, tied to the global views
 
   @property
   def enabled(self):
@@ -43,6 +45,7 @@ class ViewLosses:
 @dataclasses.dataclass(frozen=True)
 class StepSpec:
   """Static description of one update (everything but arrays); experiment.step_spec builds and checks it."""
+
   model: HJEPA
   masks: masks_lib.MaskSpec
   optim: OptimSpec
@@ -55,10 +58,10 @@ class StepSpec:
 def init_state(model: HJEPA, optimizer, rng):
   params = model.init(rng)
   return {
-      "step": jnp.zeros([], jnp.int32),
-      "params": params,
-      "target": jax.tree_util.tree_map(jnp.copy, params["encoder"]),
-      "opt": optimizer.init(params),
+    "step": jnp.zeros([], jnp.int32),
+    "params": params,
+    "target": jax.tree_util.tree_map(jnp.copy, params["encoder"]),
+    "opt": optimizer.init(params),
   }
 
 
@@ -70,17 +73,25 @@ def loss_fn(spec: StepSpec, params, target_params, images, masks, views=None):
   """
   model = spec.model
   target_params = jax.lax.stop_gradient(target_params)
-  full, _ = model.encode(target_params, images)                 # target encoder sees the whole image
+  full, _ = model.encode(target_params, images)  # target encoder sees the whole image
   full = jax.lax.stop_gradient(full)
   target = jax.vmap(lambda f, i: f[i])(losses.layer_norm(full), masks["target_idx"])
   pred, ctx = model.predict(params, images, masks)
   refine = None if model.fpn is None else (lambda levels: model.refine_levels(params, levels, masks["target_idx"]))
-  total, per_level = losses.hierarchical_loss(pred, target, masks["target_idx"], masks["target_valid"],
-                                              model.grid, spec.hierarchy_weights, spec.loss_type, refine=refine)
+  total, per_level = losses.hierarchical_loss(
+    pred,
+    target,
+    masks["target_idx"],
+    masks["target_valid"],
+    model.grid,
+    spec.hierarchy_weights,
+    spec.loss_type,
+    refine=refine,
+  )
   aux = {
-      "loss_levels": per_level.mean(1),
-      "feature_variance": losses.per_dim_std(ctx, masks["context_valid"]),
-      "feature_variance_target": losses.per_dim_std(full),
+    "loss_levels": per_level.mean(1),
+    "feature_variance": losses.per_dim_std(ctx, masks["context_valid"]),
+    "feature_variance_target": losses.per_dim_std(full),
   }
   loss = total.mean()
   aux["jepa_loss"] = loss
@@ -94,15 +105,18 @@ def loss_fn(spec: StepSpec, params, target_params, images, masks, views=None):
 def _view_losses(spec, params, ctx, masks, pred, views):
   """Contrastive / VICReg terms over [view 1, view 2, local crops] of the same images."""
   v, model = spec.views, spec.model
-  z = [model.project(params, masked_mean(ctx, masks["context_valid"])),
-       model.embed_view(params, views["image_view2"], views["view2_masks"]["context_idx"],
-                        views["view2_masks"]["context_valid"])]
+  z = [
+    model.project(params, masked_mean(ctx, masks["context_valid"])),
+    model.embed_view(
+      params, views["image_view2"], views["view2_masks"]["context_idx"], views["view2_masks"]["context_valid"]
+    ),
+  ]
   if v.num_local:
     local = views["local"]
     b, n = local.shape[:2]
     zl = model.embed_view(params, local.reshape(b * n, *local.shape[2:]))
     z += list(zl.reshape(b, n, -1).swapaxes(0, 1))
-  z = jnp.stack(z)                                               # (V, B, P), row b of every view is image b
+  z = jnp.stack(z)  # (V, B, P), row b of every view is image b
   loss, aux = 0.0, {}
   if v.contrastive_weight > 0:
     nce, acc = objectives.info_nce(z, v.temperature, num_global=2)
@@ -127,8 +141,10 @@ def step_inputs(spec: StepSpec, batch, rng):
   masks = masks_lib.sample_masks(rng, images.shape[0], spec.masks)
   views = None
   if spec.views.enabled:
-    views = {"image_view2": normalize_images(batch["image_view2"]),
-             "view2_masks": masks_lib.sample_masks(jax.random.fold_in(rng, 1), images.shape[0], spec.masks)}
+    views = {
+      "image_view2": normalize_images(batch["image_view2"]),
+      "view2_masks": masks_lib.sample_masks(jax.random.fold_in(rng, 1), images.shape[0], spec.masks),
+    }
     if spec.views.num_local:
       views["local"] = normalize_images(batch["local"])
   return images, masks, views
@@ -142,16 +158,25 @@ def batch_loss(spec: StepSpec, state, batch, rng):
 
 def _micro_batches(tree, k):
   """(B, ...) -> (k, B/k, ...) taking every k-th example, so each device keeps its own rows."""
+
   def split(x):
     return x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1)
+
   return jax.tree_util.tree_map(split, tree)
 
 
 # optax >= 0.2.6 has optax.tree.norm and deprecates global_norm; 0.2.5 (jax-metal profile) has only the latter.
 _global_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
 
-VIEW_METRICS = ("jepa_loss", "contrastive_loss", "contrastive_acc", "vicreg_loss", "vicreg_invariance",
-                "vicreg_variance", "vicreg_covariance")
+VIEW_METRICS = (
+  "jepa_loss",
+  "contrastive_loss",
+  "contrastive_acc",
+  "vicreg_loss",
+  "vicreg_invariance",
+  "vicreg_variance",
+  "vicreg_covariance",
+)
 
 
 def make_train_step(spec: StepSpec, optimizer):
@@ -172,7 +197,8 @@ def make_train_step(spec: StepSpec, optimizer):
 
     micro = _micro_batches((images, masks, views), k)
     zeros = jax.tree_util.tree_map(
-        jnp.zeros_like, jax.eval_shape(grad_fn, params, target, *jax.tree_util.tree_map(lambda x: x[0], micro)))
+      jnp.zeros_like, jax.eval_shape(grad_fn, params, target, *jax.tree_util.tree_map(lambda x: x[0], micro))
+    )
     acc, _ = jax.lax.scan(body, zeros, micro)
     return jax.tree_util.tree_map(lambda x: x / k, acc)
 
@@ -193,15 +219,15 @@ def make_train_step(spec: StepSpec, optimizer):
     # A non-finite update leaves the whole state untouched so the last good state can be saved.
     new_state = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new_state, state)
     metrics = {
-        "loss": loss,
-        "grad_norm": grad_norm,
-        "lr": hparams["learning_rate"],
-        "weight_decay": hparams["weight_decay"],
-        "ema_momentum": momentum,
-        "feature_variance": aux["feature_variance"],
-        "feature_variance_target": aux["feature_variance_target"],
-        "context_tokens": masks["context_valid"].sum(-1).mean().astype(jnp.float32),
-        "nonfinite": (~finite).astype(jnp.float32),
+      "loss": loss,
+      "grad_norm": grad_norm,
+      "lr": hparams["learning_rate"],
+      "weight_decay": hparams["weight_decay"],
+      "ema_momentum": momentum,
+      "feature_variance": aux["feature_variance"],
+      "feature_variance_target": aux["feature_variance_target"],
+      "context_tokens": masks["context_valid"].sum(-1).mean().astype(jnp.float32),
+      "nonfinite": (~finite).astype(jnp.float32),
     }
     for i in range(len(spec.hierarchy_weights)):
       metrics[f"loss_level_{i}"] = aux["loss_levels"][i]

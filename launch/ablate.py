@@ -7,6 +7,7 @@ Writes WORKDIR/ablation.md (switch, what was set, loss, k-NN top-1 at k=20, step
 memory) and WORKDIR/ablation.json, and prints the table. Default switches: every switch of
 hjepa_jax/switches.py this backend can run (attention_impl=cudnn only on CUDA).
 """
+
 import json
 import os
 import sys
@@ -32,6 +33,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   from hjepa_jax import ablation  # pylint: disable=g-import-not-at-top
   from hjepa_jax.config import load_config  # pylint: disable=g-import-not-at-top
+
   path, _, arg = _CONFIG.value.partition(":")
   config = load_config(path, arg or None)
   keys = _SWITCHES.value
@@ -39,10 +41,13 @@ def main(argv):
     cuda = jax.default_backend().lower() in ("cuda", "gpu")
     keys = [k for k, (kind, _) in switches.SWITCHES.items() if kind != "platform" or cuda]
   os.makedirs(_WORKDIR.value, exist_ok=True)
-  rows = ablation.ablate(_CONFIG.value, config, _WORKDIR.value, keys, _STEPS.value, _EVAL_EXAMPLES.value,
-                         extra_flags=_FLAGS.value)
-  header = (f"Ablation of `{_CONFIG.value}`, {_STEPS.value} steps per run, k-NN on {_EVAL_EXAMPLES.value} "
-            f"images per split; backend {jax.default_backend()} ({jax.devices()[0].device_kind}).\n\n")
+  rows = ablation.ablate(
+    _CONFIG.value, config, _WORKDIR.value, keys, _STEPS.value, _EVAL_EXAMPLES.value, extra_flags=_FLAGS.value
+  )
+  header = (
+    f"Ablation of `{_CONFIG.value}`, {_STEPS.value} steps per run, k-NN on {_EVAL_EXAMPLES.value} "
+    f"images per split; backend {jax.default_backend()} ({jax.devices()[0].device_kind}).\n\n"
+  )
   table = header + ablation.format_table(rows)
   with open(os.path.join(_WORKDIR.value, "ablation.md"), "w") as f:
     f.write(table)

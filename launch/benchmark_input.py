@@ -6,6 +6,7 @@ Runs the real pipeline (local CIFAR-10, I-JEPA random-resized crop) at each requ
 and prints images per second, so the number can be compared with the model's step rate
 (launch/benchmark_step.py) to see whether input is the bottleneck.
 """
+
 import os
 import platform as py_platform
 import sys
@@ -17,8 +18,9 @@ from absl import app, flags  # noqa: E402
 
 from hjepa_jax import data  # noqa: E402  (imports TensorFlow only once a pipeline is built)
 
-_CIFAR10_DIR = flags.DEFINE_string("cifar10_dir", os.environ.get("HJEPA_CIFAR10_DIR"),
-                                   "cifar-10-batches-py folder (default: $HJEPA_CIFAR10_DIR).")
+_CIFAR10_DIR = flags.DEFINE_string(
+  "cifar10_dir", os.environ.get("HJEPA_CIFAR10_DIR"), "cifar-10-batches-py folder (default: $HJEPA_CIFAR10_DIR)."
+)
 _SIZES = flags.DEFINE_list("sizes", ["32", "224"], "Output image sizes in pixels.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Batch size.")
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Measurement time per size.")
@@ -29,8 +31,10 @@ _DEIT3 = flags.DEFINE_float("deit3_strength", 0.0, "DeiT-III 3-Augment strength 
 def _machine():
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
   load = " load avg %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
-  return (f"{py_platform.platform()} {py_platform.machine()} python {py_platform.python_version()}, "
-          f"{cores} usable cores{load}")
+  return (
+    f"{py_platform.platform()} {py_platform.machine()} python {py_platform.python_version()}, "
+    f"{cores} usable cores{load}"
+  )
 
 
 def measure(data_cfg, *, seconds, warmup_batches=3):
@@ -61,8 +65,10 @@ def main(argv):
     cfg.horizontal_flip = _FLIP.value
     cfg.deit3_strength = _DEIT3.value
     rate = measure(cfg, seconds=_SECONDS.value)
-    print(f"cifar10_local -> {size} px, batch {cfg.batch_size}, crop_scale {tuple(cfg.crop_scale)}, "
-          f"flip {cfg.horizontal_flip}, deit3 {cfg.deit3_strength}: {rate:,.0f} images/s")
+    print(
+      f"cifar10_local -> {size} px, batch {cfg.batch_size}, crop_scale {tuple(cfg.crop_scale)}, "
+      f"flip {cfg.horizontal_flip}, deit3 {cfg.deit3_strength}: {rate:,.0f} images/s"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 
 Synthetic uint8 images (no data loading): compile time, then the mean of `--steps` timed steps.
 """
+
 import os
 import platform as py_platform
 import sys
@@ -57,12 +58,18 @@ def main(argv):
   jax.block_until_ready(metrics)
   per_step = (time.perf_counter() - t0) / _STEPS.value
   n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
-  print(f"machine: {py_platform.processor() or py_platform.machine()}, {os.cpu_count()} cpus, "
-        f"backend {plat.backend} ({plat.device_kind}) x {plat.num_devices}")
-  print(f"model: {model.encoder.width}w x {model.encoder.depth}d, patch {model.encoder.patch_size}, "
-        f"image {cfg.data.image_size}, {n_params:,} params, dtype {cfg.model.dtype}, remat {cfg.model.remat}")
-  print(f"batch {batch} ({cfg.data.batch_size} x {cfg.optim.grad_accum_steps}): first call (compile + step) "
-        f"{compile_s:.1f} s; {per_step:.3f} s/step over {_STEPS.value} steps = {batch / per_step:.1f} images/s")
+  print(
+    f"machine: {py_platform.processor() or py_platform.machine()}, {os.cpu_count()} cpus, "
+    f"backend {plat.backend} ({plat.device_kind}) x {plat.num_devices}"
+  )
+  print(
+    f"model: {model.encoder.width}w x {model.encoder.depth}d, patch {model.encoder.patch_size}, "
+    f"image {cfg.data.image_size}, {n_params:,} params, dtype {cfg.model.dtype}, remat {cfg.model.remat}"
+  )
+  print(
+    f"batch {batch} ({cfg.data.batch_size} x {cfg.optim.grad_accum_steps}): first call (compile + step) "
+    f"{compile_s:.1f} s; {per_step:.3f} s/step over {_STEPS.value} steps = {batch / per_step:.1f} images/s"
+  )
 
 
 if __name__ == "__main__":

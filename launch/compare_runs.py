@@ -7,6 +7,7 @@ files, and the offline metrics of launch/evaluate.py (WORKDIR/evaluation/results
 `evaluate/`) when present. Prints the table and writes OUTPUT/comparison.md and OUTPUT/curves.png.
 Reads event files without TensorFlow, so it is quick next to a training run.
 """
+
 import json
 import os
 import sys
@@ -113,8 +114,10 @@ def main(argv):
   except FileNotFoundError as e:
     sys.exit(f"error: {e}")
   print(text, end="")
-  print(f"\nwrote {os.path.join(_OUTPUT.value, 'comparison.md')}" +
-        (f" and {os.path.join(_OUTPUT.value, 'curves.png')} ({', '.join(drawn)})" if drawn else " (no curves)"))
+  print(
+    f"\nwrote {os.path.join(_OUTPUT.value, 'comparison.md')}"
+    + (f" and {os.path.join(_OUTPUT.value, 'curves.png')} ({', '.join(drawn)})" if drawn else " (no curves)")
+  )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 Writes WORKDIR/evaluation/results.json and results.md (results_random_init.* with --random_init)
 and prints the table.
 """
+
 import logging as std_logging
 import os
 import sys
@@ -21,16 +22,31 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of launch/main.py
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
 _BEST = flags.DEFINE_bool("best", False, "Evaluate WORKDIR/best/, the best checkpoint by the run's best_metric.")
 _EVAL_TYPES = flags.DEFINE_list("eval_types", ["all"], "all, or a subset of knn,linear_probe,fewshot,features.")
-_DATASET = flags.DEFINE_string("dataset", None, "Labelled dataset to evaluate on (default: the run's "
-                               "data.eval_dataset): cifar10, cifar10_local, stl10, imagenet100 or digits.")
-_RANDOM_INIT = flags.DEFINE_bool("random_init", False, "Evaluate the run's step-0 encoder (same architecture and "
-                                 "seed) instead of a checkpoint: the baseline to compare against.")
-_MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Images per split, a fixed random subset (default: the "
-                                     "run's data.eval_max_examples, unset = whole splits).")
-_FEATURE_KINDS = flags.DEFINE_list("feature_kinds", ["avgpool", "last4"], "Features every evaluation runs on: "
-                                   "avgpool (mean of the last layer's tokens) and/or last4 (the last 4 blocks' "
-                                   "mean tokens, concatenated) and/or levelK (K = 1, 2, 3: "
-                                   "the mean token of each 2^K x 2^K patch cell of hierarchy level K, concatenated).")
+_DATASET = flags.DEFINE_string(
+  "dataset",
+  None,
+  "Labelled dataset to evaluate on (default: the run's "
+  "data.eval_dataset): cifar10, cifar10_local, stl10, imagenet100 or digits.",
+)
+_RANDOM_INIT = flags.DEFINE_bool(
+  "random_init",
+  False,
+  "Evaluate the run's step-0 encoder (same architecture and "
+  "seed) instead of a checkpoint: the baseline to compare against.",
+)
+_MAX_EXAMPLES = flags.DEFINE_integer(
+  "max_examples",
+  None,
+  "Images per split, a fixed random subset (default: the run's data.eval_max_examples, unset = whole splits).",
+)
+_FEATURE_KINDS = flags.DEFINE_list(
+  "feature_kinds",
+  ["avgpool", "last4"],
+  "Features every evaluation runs on: "
+  "avgpool (mean of the last layer's tokens) and/or last4 (the last 4 blocks' "
+  "mean tokens, concatenated) and/or levelK (K = 1, 2, 3: "
+  "the mean token of each 2^K x 2^K patch cell of hierarchy level K, concatenated).",
+)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Images per feature-extraction batch.")
 flags.mark_flag_as_required("workdir")
 
@@ -43,11 +59,19 @@ def main(argv):
   from hjepa_jax.config import ConfigError  # noqa: E402  (after TF is kept off the GPU)
   from hjepa_jax.data import DataError
   from hjepa_jax.evaluation import runner
+
   try:
     results = runner.evaluate_run(
-        _WORKDIR.value, step=_STEP.value, best=_BEST.value, eval_types=_EVAL_TYPES.value, dataset=_DATASET.value,
-        random_init=_RANDOM_INIT.value, max_examples=_MAX_EXAMPLES.value, batch_size=_BATCH_SIZE.value,
-        feature_kinds=_FEATURE_KINDS.value)
+      _WORKDIR.value,
+      step=_STEP.value,
+      best=_BEST.value,
+      eval_types=_EVAL_TYPES.value,
+      dataset=_DATASET.value,
+      random_init=_RANDOM_INIT.value,
+      max_examples=_MAX_EXAMPLES.value,
+      batch_size=_BATCH_SIZE.value,
+      feature_kinds=_FEATURE_KINDS.value,
+    )
   except (runner.EvaluationError, ConfigError, DataError, FileNotFoundError) as e:
     logging.error("%s", e)
     sys.exit(f"error: {e}")

@@ -6,6 +6,7 @@
 Re-running the same command resumes from WORKDIR's newest checkpoint. Ctrl-C (SIGINT) or SIGTERM
 finishes the current step, saves and exits 0.
 """
+
 import os
 import sys
 
@@ -28,6 +29,7 @@ def main(argv):
   from hjepa_jax import train  # noqa: E402  (after TF is kept off the GPU)
   from hjepa_jax.config import ConfigError
   from hjepa_jax.data import DataError
+
   # Known user-facing failures print one message; anything else is a bug and keeps its traceback.
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

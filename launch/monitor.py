@@ -8,6 +8,7 @@ line for long). Reads only WORKDIR/logs/training.log (no TensorFlow, no device w
 next to nothing beside the training process. --follow repeats every --interval seconds until the run finishes,
 stops or fails. Exit status 2 when the last check raised a CRITICAL alert, else 0.
 """
+
 import datetime
 import os
 import sys
@@ -21,21 +22,22 @@ from hjepa_jax.tools import monitor  # noqa: E402
 
 _FOLLOW = flags.DEFINE_bool("follow", False, "Keep printing a status every --interval seconds until the run ends.")
 _INTERVAL = flags.DEFINE_float("interval", 30.0, "Seconds between checks with --follow.")
-_BUDGET = flags.DEFINE_float("epoch_budget_min", 12.0, "Warn when one epoch takes longer than this (minutes); "
-                             "0 disables the check.")
+_BUDGET = flags.DEFINE_float(
+  "epoch_budget_min", 12.0, "Warn when one epoch takes longer than this (minutes); 0 disables the check."
+)
 
 
 def report(workdir, epoch_budget_min):
   """(text, run log, alerts) of one check of `workdir`."""
   log_path = os.path.join(workdir, "logs", "training.log")
   if not os.path.isfile(log_path):
-    raise FileNotFoundError(f"{log_path} not found: is {workdir} a run directory of launch/main.py, and has the "
-                            "run started?")
+    raise FileNotFoundError(
+      f"{log_path} not found: is {workdir} a run directory of launch/main.py, and has the run started?"
+    )
   log = monitor.read_log(workdir)
   now = datetime.datetime.now()
   pid = monitor.find_training_process(workdir) if log.state == "running" else None
-  line = monitor.status_line(log, os.path.basename(os.path.abspath(workdir)), monitor.process_memory_gib(pid),
-                             now=now)
+  line = monitor.status_line(log, os.path.basename(os.path.abspath(workdir)), monitor.process_memory_gib(pid), now=now)
   alerts = monitor.check(log, epoch_budget_min or None, now=now)
   stamp = now.strftime("%H:%M:%S")
   return "\n".join([f"[{stamp}] {line}"] + [f"  {a}" for a in alerts]), log, alerts

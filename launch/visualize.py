@@ -7,6 +7,7 @@ Writes WORKDIR/visualizations/*.png and report.html (open it in a browser). Imag
 --num_images of the run's eval test split (the fixed subset load_labelled draws); masks are drawn
 with the run's own mask config.
 """
+
 import html
 import os
 import sys
@@ -27,10 +28,23 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the drawn masks.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output directory (default: WORKDIR/visualizations).")
 flags.mark_flag_as_required("workdir")
 
-CURVE_TAGS = ("train/loss", "train/loss_level_0", "train/loss_level_1", "train/loss_level_2", "train/loss_level_3",
-              "train/feature_variance", "train/feature_variance_target", "train/grad_norm", "train/lr",
-              "train/ema_momentum", "train/images_per_sec", "eval/knn_top1_k1", "eval/knn_top1_k20",
-              "eval/effective_rank", "eval/feature_std")
+CURVE_TAGS = (
+  "train/loss",
+  "train/loss_level_0",
+  "train/loss_level_1",
+  "train/loss_level_2",
+  "train/loss_level_3",
+  "train/feature_variance",
+  "train/feature_variance_target",
+  "train/grad_norm",
+  "train/lr",
+  "train/ema_momentum",
+  "train/images_per_sec",
+  "eval/knn_top1_k1",
+  "eval/knn_top1_k20",
+  "eval/effective_rank",
+  "eval/feature_std",
+)
 
 
 def _heads(values, num_heads):
@@ -62,12 +76,14 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
   blocks = tuple(int(b) for b in blocks)
   for b in blocks:
     if not -enc.depth <= b < enc.depth:
-      raise ValueError(f"--blocks: block {b} does not exist; the encoder has {enc.depth} blocks "
-                       f"(0..{enc.depth - 1}, -1 = last)")
+      raise ValueError(
+        f"--blocks: block {b} does not exist; the encoder has {enc.depth} blocks (0..{enc.depth - 1}, -1 = last)"
+      )
   heads = _heads(heads, enc.num_heads)
   step, state = ckpt_lib.restore_for_eval(workdir, step, best)
-  images, labels = data_lib.load_labelled(cfg.data.eval_dataset, cfg.data.eval_split_test, cfg.data,
-                                          image_size=model.image_size, max_examples=num_images)
+  images, labels = data_lib.load_labelled(
+    cfg.data.eval_dataset, cfg.data.eval_split_test, cfg.data, image_size=model.image_size, max_examples=num_images
+  )
   images, labels = images[:num_images], labels[:num_images]
   masks = jax.device_get(sample_masks(jax.random.PRNGKey(seed), len(images), experiment.mask_spec(cfg.mask, grid)))
   cols = [f"#{i} (label {int(y)})" for i, y in enumerate(labels)]
@@ -79,10 +95,15 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
 
   overlaid = overlay.mask_overlay(images, masks, grid)
   n_ctx = masks["context_valid"].sum(-1)
-  save("masks.png", [list(images), list(overlaid)], ["image", "masks"], "Masks",
-       f"Context patches unchanged, the {cfg.mask.num_targets} target blocks tinted one colour each, patches in "
-       f"neither darkened. Context tokens per image: {', '.join(str(int(c)) for c in n_ctx)} of "
-       f"{grid[0] * grid[1]}.")
+  save(
+    "masks.png",
+    [list(images), list(overlaid)],
+    ["image", "masks"],
+    "Masks",
+    f"Context patches unchanged, the {cfg.mask.num_targets} target blocks tinted one colour each, patches in "
+    f"neither darkened. Context tokens per image: {', '.join(str(int(c)) for c in n_ctx)} of "
+    f"{grid[0] * grid[1]}.",
+  )
 
   weights = maps.attention_weights(model, state["target"], images, blocks)
   centre = (grid[0] // 2, grid[1] // 2)
@@ -90,33 +111,54 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
   from_centre = maps.attention_maps(weights, grid, heads, query=centre)
   names = [f"block {b % enc.depth} head {h}" for b in blocks for h in heads]
   flat = lambda m: [list(m[:, i, j]) for i in range(m.shape[1]) for j in range(m.shape[2])]
-  save("attention_received.png", [list(images)] + flat(received), ["image"] + names, "Attention received",
-       "Target encoder, full image: mean attention each patch receives over all query patches (one colour "
-       "scale per row; uniform attention is 1/N = {:.4f}).".format(1 / (grid[0] * grid[1])))
+  save(
+    "attention_received.png",
+    [list(images)] + flat(received),
+    ["image"] + names,
+    "Attention received",
+    "Target encoder, full image: mean attention each patch receives over all query patches (one colour "
+    "scale per row; uniform attention is 1/N = {:.4f}).".format(1 / (grid[0] * grid[1])),
+  )
   marks = {(r, c): centre for r in range(1, len(names) + 1) for c in range(len(images))}
-  save("attention_query.png", [list(images)] + flat(from_centre), ["image"] + names, "Attention from the centre",
-       f"Where the patch at row {centre[0]}, column {centre[1]} (star) attends.", marks=marks)
+  save(
+    "attention_query.png",
+    [list(images)] + flat(from_centre),
+    ["image"] + names,
+    "Attention from the centre",
+    f"Where the patch at row {centre[0]}, column {centre[1]} (star) attends.",
+    marks=marks,
+  )
 
   feats = maps.patch_features(model, state["target"], images)
-  save("pca.png", [list(images), list(maps.pca_rgb(feats, grid, True)), list(maps.pca_rgb(feats, grid, False))],
-       ["image", "PCA (shared)", "PCA (per image)"], "PCA of patch features",
-       "Top-3 principal components of the target encoder's patch features as RGB: fitted on all shown images "
-       "together (equal colours = similar features across images), then on each image alone.")
+  save(
+    "pca.png",
+    [list(images), list(maps.pca_rgb(feats, grid, True)), list(maps.pca_rgb(feats, grid, False))],
+    ["image", "PCA (shared)", "PCA (per image)"],
+    "PCA of patch features",
+    "Top-3 principal components of the target encoder's patch features as RGB: fitted on all shown images "
+    "together (equal colours = similar features across images), then on each image alone.",
+  )
 
   levels = int(cfg.loss.num_hierarchies)
-  error_maps, per_level = maps.prediction_errors(model, state["params"], state["target"], images, masks, levels,
-                                                 cfg.loss.type)
+  error_maps, per_level = maps.prediction_errors(
+    model, state["params"], state["target"], images, masks, levels, cfg.loss.type
+  )
   scalars = events.read_scalars(workdir)
   logged = events.last_values(scalars)
-  save("errors.png", [list(overlaid)] + [list(m) for m in error_maps],
-       ["masks"] + [f"level {k} ({2 ** k}x{2 ** k})" for k in range(levels)], "Prediction error per level",
-       f"{cfg.loss.type} error of the predictor against the layer-normalised target features, per target patch "
-       "(level 0) and per pooled cell (level k, painted over the whole cell); grey: no target there. One colour "
-       "scale per level.")
+  save(
+    "errors.png",
+    [list(overlaid)] + [list(m) for m in error_maps],
+    ["masks"] + [f"level {k} ({2**k}x{2**k})" for k in range(levels)],
+    "Prediction error per level",
+    f"{cfg.loss.type} error of the predictor against the layer-normalised target features, per target patch "
+    "(level 0) and per pooled cell (level k, painted over the whole cell); grey: no target there. One colour "
+    "scale per level.",
+  )
   error_rows = [(k, float(per_level[k].mean()), logged.get(f"train/loss_level_{k}")) for k in range(levels)]
 
-  if figures.plot_curves({os.path.basename(os.path.abspath(workdir)): scalars}, CURVE_TAGS,
-                         os.path.join(out, "curves.png")):
+  if figures.plot_curves(
+    {os.path.basename(os.path.abspath(workdir)): scalars}, CURVE_TAGS, os.path.join(out, "curves.png")
+  ):
     shown.append(("curves.png", "Training curves", "Scalars from the run's TensorBoard event files."))
 
   path = os.path.join(out, "report.html")
@@ -127,25 +169,31 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
 def _write_html(path, workdir, step, best, cfg, model, figures, error_rows, logged):
   e = html.escape
   enc = model.encoder
-  rows = "".join(f"<tr><td>{k}</td><td>{mean:.4f}</td><td>{'' if last is None else f'{last:.4f}'}</td></tr>"
-                 for k, mean, last in error_rows)
-  evals = "".join(f"<tr><td>{e(k)}</td><td>{v:.4g}</td></tr>" for k, v in sorted(logged.items())
-                  if k.startswith("eval/"))
+  rows = "".join(
+    f"<tr><td>{k}</td><td>{mean:.4f}</td><td>{'' if last is None else f'{last:.4f}'}</td></tr>"
+    for k, mean, last in error_rows
+  )
+  evals = "".join(
+    f"<tr><td>{e(k)}</td><td>{v:.4g}</td></tr>" for k, v in sorted(logged.items()) if k.startswith("eval/")
+  )
   parts = [
-      "<!doctype html><html><head><meta charset='utf-8'><title>H-JEPA run " + e(os.path.basename(workdir)) +
-      "</title><style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-      "img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse}"
-      "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style></head><body>",
-      f"<h1>{e(os.path.abspath(workdir))}</h1>",
-      f"<p>{'best' if best else 'checkpoints'}/{step}; encoder width {enc.width}, depth {enc.depth}, "
-      f"{enc.num_heads} heads, patch {enc.patch_size}, grid {model.grid[0]}x{model.grid[1]}; images from "
-      f"{e(str(cfg.data.eval_dataset))}[{e(str(cfg.data.eval_split_test))}].</p>",
+    "<!doctype html><html><head><meta charset='utf-8'><title>H-JEPA run "
+    + e(os.path.basename(workdir))
+    + "</title><style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+    "img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style></head><body>",
+    f"<h1>{e(os.path.abspath(workdir))}</h1>",
+    f"<p>{'best' if best else 'checkpoints'}/{step}; encoder width {enc.width}, depth {enc.depth}, "
+    f"{enc.num_heads} heads, patch {enc.patch_size}, grid {model.grid[0]}x{model.grid[1]}; images from "
+    f"{e(str(cfg.data.eval_dataset))}[{e(str(cfg.data.eval_split_test))}].</p>",
   ]
   for name, heading, caption in figures:
     parts.append(f"<h2>{e(heading)}</h2><p>{e(caption)}</p><img src='{e(name)}' alt='{e(heading)}'>")
     if name == "errors.png":
-      parts.append("<table><tr><th>level</th><th>mean error, these images</th><th>last logged "
-                   f"train/loss_level_k</th></tr>{rows}</table>")
+      parts.append(
+        "<table><tr><th>level</th><th>mean error, these images</th><th>last logged "
+        f"train/loss_level_k</th></tr>{rows}</table>"
+      )
   if evals:
     parts.append(f"<h2>Last evaluation (event files)</h2><table>{evals}</table>")
   parts.append("</body></html>")
@@ -158,9 +206,18 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   platform.hide_gpus_from_tensorflow()
   from hjepa_jax.data import DataError  # noqa: E402  (after TF is kept off the GPU)
+
   try:
-    path = visualize(_WORKDIR.value, step=_STEP.value, best=_BEST.value, num_images=_NUM_IMAGES.value,
-                     blocks=_BLOCKS.value, heads=_HEADS.value, seed=_SEED.value, output=_OUTPUT.value)
+    path = visualize(
+      _WORKDIR.value,
+      step=_STEP.value,
+      best=_BEST.value,
+      num_images=_NUM_IMAGES.value,
+      blocks=_BLOCKS.value,
+      heads=_HEADS.value,
+      seed=_SEED.value,
+      output=_OUTPUT.value,
+    )
   except (DataError, FileNotFoundError, ValueError) as e:
     logging.error("%s", e)
     sys.exit(f"error: {e}")

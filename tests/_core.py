@@ -3,6 +3,7 @@
 Everything is built from the config schema through hjepa_jax.experiment, as a run builds it, so
 the tests exercise the one path from config to model/step and restate no defaults.
 """
+
 import os
 
 import jax

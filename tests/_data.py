@@ -1,5 +1,6 @@
 """Shared by the data tests: an autouse fixture for a fresh dataset cache, and small on-disk datasets in the
 real layouts (CIFAR-10 python pickles, ImageNet-100 folders), for tests without downloads."""
+
 import pickle
 from pathlib import Path
 
@@ -32,10 +33,10 @@ def write_fake_cifar10(root: str | Path, per_batch: int = 20, seed: int = 0) -> 
     images = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, per_batch).tolist()
     batch = {
-        b"batch_label": name.encode(),
-        b"labels": labels,
-        b"data": images.transpose(0, 3, 1, 2).reshape(per_batch, -1),  # channel-major rows
-        b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
+      b"batch_label": name.encode(),
+      b"labels": labels,
+      b"data": images.transpose(0, 3, 1, 2).reshape(per_batch, -1),  # channel-major rows
+      b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
     }
     with open(root / name, "wb") as f:
       pickle.dump(batch, f)
@@ -48,11 +49,11 @@ def write_fake_cifar10(root: str | Path, per_batch: int = 20, seed: int = 0) -> 
 
 
 def write_fake_imagenet(
-    root: str | Path,
-    class_indices: tuple[int, ...] = (0, 1, 2),
-    per_class: int = 4,
-    size: tuple[int, int] = (40, 56),
-    corrupt: tuple[str, ...] = (),
+  root: str | Path,
+  class_indices: tuple[int, ...] = (0, 1, 2),
+  per_class: int = 4,
+  size: tuple[int, int] = (40, 56),
+  corrupt: tuple[str, ...] = (),
 ) -> dict[str, list[tuple[Path, int]]]:
   """Writes tiny JPEGs to root/{train,val}/<wnid>/ for the given ImageNet-100 classes.
 

@@ -5,6 +5,7 @@ the same small programs again and again; with the cache they load them instead. 
 `.jax_test_cache/` at the repository root (git-ignored; cold in a fresh clone, warm on a rerun) or in
 $HJEPA_TEST_JAX_CACHE. Entries are keyed by program, jax version and flags, so a stale hit is not possible.
 """
+
 import os
 
 from tests._smoke import FAST_COMPILE_FLAG
@@ -54,8 +55,12 @@ def pytest_collection_modifyitems(session, config, items):
     _smoke["dir"] = tempfile.mkdtemp(prefix="hjepa_smoke_")
     _smoke["workdir"] = os.path.join(_smoke["dir"], "run")
     _smoke["proc"] = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "launch", "main.py"), f"--workdir={_smoke['workdir']}", *SMOKE_FLAGS],
-        env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      [sys.executable, os.path.join(ROOT, "launch", "main.py"), f"--workdir={_smoke['workdir']}", *SMOKE_FLAGS],
+      env=SUBPROCESS_ENV,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -76,4 +81,3 @@ def smoke_run():
     _smoke["output"], _ = proc.communicate(timeout=900)
   assert proc.returncode == 0, _smoke["output"][-3000:]
   return _smoke["workdir"]
-

@@ -1,7 +1,7 @@
 """Checkpointer: newest-k plus best, auto-resume, --config.resume from another run."""
+
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
 """Config files: every key read, validation naming the key, overrides that change what they say."""
+
 import glob
 import os
 
@@ -28,8 +29,7 @@ def offline(cfg):
 
 
 def test_all_config_files_are_found():
-  assert {os.path.basename(p) for p in CONFIGS} >= {"smoke.py", "conservative.py", "aggressive.py",
-                                                    "overnight_safe.py"}
+  assert {os.path.basename(p) for p in CONFIGS} >= {"smoke.py", "conservative.py", "aggressive.py", "overnight_safe.py"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
@@ -42,10 +42,12 @@ def test_every_key_of_every_config_is_read(path):
 
 def test_an_unread_key_fails_at_start_up(monkeypatch):
   """The seed's worst bug: a switch in the config that no code looks at."""
+
   def schema_with_dead_switch():
     c = base()
     c.model.use_flash_attention = True
     return c
+
   base = config_lib.base_config
   monkeypatch.setattr(config_lib, "base_config", schema_with_dead_switch)
   cfg = offline(load(os.path.join(ROOT, "configs", "smoke.py")))
@@ -63,7 +65,9 @@ def test_a_misspelt_key_fails_with_a_suggestion():
     experiment.prepare(cfg, CPU)
 
 
-@pytest.mark.parametrize("key, value, fragment", [
+@pytest.mark.parametrize(
+  "key, value, fragment",
+  [
     ("optim.lr", -1.0, "optim.lr"),
     ("mask.target_scale", (0.2, 1.5), "target_scale"),
     ("loss.hierarchy_weights", (1.0, 0.5, 0.25), "loss.hierarchy_weights"),
@@ -71,7 +75,8 @@ def test_a_misspelt_key_fails_with_a_suggestion():
     ("model.dtype", "float64", "dtype"),
     ("optim.grad_accum_steps", 0, "grad_accum_steps"),
     ("model.layerscale_init", "big", "model.layerscale_init"),
-])
+  ],
+)
 def test_bad_values_fail_naming_the_key(key, value, fragment):
   cfg = offline(load(os.path.join(ROOT, "configs", "smoke.py")))
   node = cfg
@@ -102,7 +107,7 @@ def test_batch_size_override_rescales_every_schedule():
   assert b.step_spec.optim.warmup_steps == pytest.approx(2 * a.step_spec.optim.warmup_steps, abs=6)
   assert b.ckpt_every == pytest.approx(2 * a.ckpt_every, abs=1)
   assert b.eval.every == pytest.approx(2 * a.eval.every, abs=5)
-  cfg.total_steps = 123                 # *_steps wins over *_epochs
+  cfg.total_steps = 123  # *_steps wins over *_epochs
   assert experiment.prepare(cfg, CPU)[0].total_steps == 123
 
 
@@ -119,8 +124,9 @@ def test_model_override_changes_param_count():
     exp, _ = experiment.prepare(cfg, CPU)
     shapes = jax.eval_shape(exp.step_spec.model.init, jax.random.PRNGKey(0))
     return sum(x.size for x in jax.tree_util.tree_leaves(shapes["encoder"]))
+
   small, base = count("model=Ti/16"), count(None)
-  assert 5e6 < small < 6e6 and 21e6 < base < 23e6   # ViT-Ti/16 ~5.5M, ViT-S/16 ~21.7M
+  assert 5e6 < small < 6e6 and 21e6 < base < 23e6  # ViT-Ti/16 ~5.5M, ViT-S/16 ~21.7M
 
 
 def test_aggressive_builds_its_phase3_features():
@@ -132,12 +138,15 @@ def test_aggressive_builds_its_phase3_features():
   assert set(params) == {"encoder", "predictor", "fpn", "projector"}
 
 
-@pytest.mark.parametrize("key, value, match", [
+@pytest.mark.parametrize(
+  "key, value, match",
+  [
     ("data.multicrop.num_local", 2, "only used by the view-level losses"),
     ("loss.vicreg.on_predictions", True, "has no effect while loss.vicreg.weight is 0"),
     ("model.fpn.fusion", "sum", "must be 'add' or 'concat'"),
     ("loss.contrastive.temperature", 0.0, "must be > 0"),
-])
+  ],
+)
 def test_view_and_fpn_switches_that_would_do_nothing_fail_by_name(key, value, match):
   cfg = offline(load(os.path.join(ROOT, "configs", "smoke.py")))
   node = cfg
@@ -183,8 +192,10 @@ def test_best_mode_must_agree_with_the_metric(metric, mode):
 
 def test_a_bug_while_building_keeps_its_traceback(monkeypatch):
   """Only config problems become ConfigError; a TypeError from a bug propagates as itself."""
+
   def broken(*args, **kwargs):
     raise TypeError("a bug in the model code")
+
   monkeypatch.setattr(experiment, "build_model", broken)
   with pytest.raises(TypeError, match="a bug in the model code") as e:
     experiment.prepare(offline(load(os.path.join(ROOT, "configs", "smoke.py"))), CPU)

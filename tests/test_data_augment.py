@@ -119,8 +119,8 @@ def test_extreme_aspect_falls_back_to_centre_crop():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(crop_scale=(0.0, 1.0)), dict(crop_scale=(0.9, 0.5)), dict(crop_ratio=(2.0, 1.0)), dict(deit3_strength=-1.0)],
+  "kwargs",
+  [dict(crop_scale=(0.0, 1.0)), dict(crop_scale=(0.9, 0.5)), dict(crop_ratio=(2.0, 1.0)), dict(deit3_strength=-1.0)],
 )
 def test_config_is_validated(kwargs):
   with pytest.raises(DataError):

@@ -40,7 +40,9 @@ def test_defaults_follow_ijepa():
 def test_parse_datasets_normalises_weights_and_defaults_splits():
   specs = parse_datasets(("stl10:3", "cifar10_local@test:1", "cifar10@train[:10%]:4"))
   assert [(s.name, s.split) for s in specs] == [
-      ("stl10", "unlabelled+train"), ("cifar10_local", "test"), ("cifar10", "train[:10%]"),
+    ("stl10", "unlabelled+train"),
+    ("cifar10_local", "test"),
+    ("cifar10", "train[:10%]"),
   ]
   assert [s.weight for s in specs] == pytest.approx([0.375, 0.125, 0.5])
   assert parse_datasets("digits")[0].weight == 1.0
@@ -61,17 +63,17 @@ def test_config_freezes_and_datasets_override_from_the_command_line():
 
 
 @pytest.mark.parametrize(
-    "datasets, message",
-    [
-        (("mnist",), "Unknown dataset 'mnist'"),
-        (("digits:0",), "weight"),
-        (("digits:-1.0",), "weight"),
-        (("digits:nan",), "weight"),
-        (("digits:abc",), "must be a number"),
-        (({"name": "digits", "wieght": 1},), "unknown keys"),
-        ((), "empty"),
-        (("digits", "digits"), "twice"),
-    ],
+  "datasets, message",
+  [
+    (("mnist",), "Unknown dataset 'mnist'"),
+    (("digits:0",), "weight"),
+    (("digits:-1.0",), "weight"),
+    (("digits:nan",), "weight"),
+    (("digits:abc",), "must be a number"),
+    (({"name": "digits", "wieght": 1},), "unknown keys"),
+    ((), "empty"),
+    (("digits", "digits"), "twice"),
+  ],
 )
 def test_parse_datasets_rejects_bad_entries(datasets, message):
   with pytest.raises(DataError, match=message):
@@ -80,7 +82,11 @@ def test_parse_datasets_rejects_bad_entries(datasets, message):
 
 def test_num_classes():
   assert {n: num_classes(n) for n in DATASET_NAMES} == {
-      "cifar10": 10, "cifar10_local": 10, "stl10": 10, "imagenet100": 100, "digits": 10,
+    "cifar10": 10,
+    "cifar10_local": 10,
+    "stl10": 10,
+    "imagenet100": 100,
+    "digits": 10,
   }
   with pytest.raises(DataError, match="Use one of"):
     num_classes("imagenet")

@@ -50,8 +50,7 @@ def test_hosts_split_each_global_batch_contiguously():
   cfg = _cfg(horizontal_flip=True)
   whole = _take(data.make_pretrain_iterator(cfg, seed=3, start_step=5), 2)
   parts = [
-      _take(data.make_pretrain_iterator(cfg, seed=3, start_step=5, process_index=i, process_count=2), 2)
-      for i in range(2)
+    _take(data.make_pretrain_iterator(cfg, seed=3, start_step=5, process_index=i, process_count=2), 2) for i in range(2)
   ]
   for step in range(2):
     assert parts[0][step].shape == (32, 16, 16, 3)
@@ -80,9 +79,9 @@ def test_mixture_weights_are_honoured(tmp_path):
   # Digits are grey (R == G == B); the fake CIFAR images are coloured noise.
   write_fake_cifar10(tmp_path, per_batch=100)  # 500 train images
   cfg = _cfg(
-      cifar10_dir=str(tmp_path),
-      datasets=("digits:0.8", "cifar10_local@train:0.2"),
-      batch_size=100,
+    cifar10_dir=str(tmp_path),
+    datasets=("digits:0.8", "cifar10_local@train:0.2"),
+    batch_size=100,
   )
   assert data.pretrain_num_examples(cfg) == DIGITS_TRAIN + 500
   images = np.concatenate(_take(data.make_pretrain_iterator(cfg, seed=0), 30))
@@ -98,8 +97,8 @@ def test_mixture_resumes_exactly_and_splits_across_hosts(tmp_path):
   for a, b in zip(fresh[2:], resumed, strict=True):
     np.testing.assert_array_equal(a, b)
   halves = [
-      next(data.make_pretrain_iterator(cfg, seed=2, start_step=3, process_index=i, process_count=2))["image"]
-      for i in range(2)
+    next(data.make_pretrain_iterator(cfg, seed=2, start_step=3, process_index=i, process_count=2))["image"]
+    for i in range(2)
   ]
   np.testing.assert_array_equal(np.concatenate(halves), fresh[3])
 

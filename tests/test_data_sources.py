@@ -15,8 +15,8 @@ from tests._data import write_fake_cifar10, write_fake_imagenet
 
 REAL_CIFAR10 = os.environ.get("HJEPA_CIFAR10_DIR")
 needs_real_cifar = pytest.mark.skipif(
-    not (REAL_CIFAR10 and Path(REAL_CIFAR10, "data_batch_1").is_file()),
-    reason="set HJEPA_CIFAR10_DIR to a cifar-10-batches-py folder to test on the real CIFAR-10",
+  not (REAL_CIFAR10 and Path(REAL_CIFAR10, "data_batch_1").is_file()),
+  reason="set HJEPA_CIFAR10_DIR to a cifar-10-batches-py folder to test on the real CIFAR-10",
 )
 
 

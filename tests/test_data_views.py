@@ -67,8 +67,16 @@ def test_keys_shapes_and_dtypes(source, imagenet_dir):
 def test_full_image_crops_make_every_view_the_source_image():
   """Without random crops, flips or 3-Augment each view is the whole source example: all views
   are cut from the same image."""
-  cfg = _cfg(num_local=2, local_size=32, local_scale=(1.0, 1.0), image_size=32,
-             crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), horizontal_flip=False, deit3_strength=0.0)
+  cfg = _cfg(
+    num_local=2,
+    local_size=32,
+    local_scale=(1.0, 1.0),
+    image_size=32,
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    horizontal_flip=False,
+    deit3_strength=0.0,
+  )
   batch = next(data.make_pretrain_iterator(cfg, seed=4, num_views=2))
   source = load_source("digits", "train", cfg).images
   expected = source[MixtureOrder([DIGITS_TRAIN], [1.0], seed=4).slice(0, 16)["example"]]
@@ -79,8 +87,17 @@ def test_full_image_crops_make_every_view_the_source_image():
 
 
 def test_file_source_views_are_crops_of_one_decoded_image(imagenet_dir):
-  cfg = _cfg(datasets=("imagenet100",), imagenet100_dir=imagenet_dir, batch_size=8, image_size=32,
-             crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), num_local=1, local_size=32, local_scale=(1.0, 1.0))
+  cfg = _cfg(
+    datasets=("imagenet100",),
+    imagenet100_dir=imagenet_dir,
+    batch_size=8,
+    image_size=32,
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    num_local=1,
+    local_size=32,
+    local_scale=(1.0, 1.0),
+  )
   batch = next(data.make_pretrain_iterator(cfg, seed=0, num_views=2))
   # 32x40 files: the largest centred 1:1 box is the same for every view.
   np.testing.assert_array_equal(batch["image"], batch["image_view2"])
@@ -132,8 +149,14 @@ def test_single_view_without_locals_is_the_default_call():
 
 
 def test_resume_reproduces_every_view(imagenet_dir):
-  cfg = _cfg(num_local=2, horizontal_flip=True, deit3_strength=0.3, batch_size=8,
-             datasets=("digits:0.7", "imagenet100:0.3"), imagenet100_dir=imagenet_dir)
+  cfg = _cfg(
+    num_local=2,
+    horizontal_flip=True,
+    deit3_strength=0.3,
+    batch_size=8,
+    datasets=("digits:0.7", "imagenet100:0.3"),
+    imagenet100_dir=imagenet_dir,
+  )
   fresh = _take(data.make_pretrain_iterator(cfg, seed=9, num_views=2), 4)
   resumed = next(data.make_pretrain_iterator(cfg, seed=9, start_step=3, num_views=2))
   _assert_batches_equal(fresh[3], resumed)
@@ -143,8 +166,10 @@ def test_resume_reproduces_every_view(imagenet_dir):
 def test_hosts_split_every_view():
   cfg = _cfg(num_local=2)
   whole = next(data.make_pretrain_iterator(cfg, seed=2, start_step=1, num_views=2))
-  parts = [next(data.make_pretrain_iterator(cfg, seed=2, start_step=1, num_views=2, process_index=i,
-                                            process_count=2)) for i in range(2)]
+  parts = [
+    next(data.make_pretrain_iterator(cfg, seed=2, start_step=1, num_views=2, process_index=i, process_count=2))
+    for i in range(2)
+  ]
   for k in whole:
     np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), whole[k])
 
@@ -161,20 +186,20 @@ def test_default_multicrop_config_is_valid_and_every_key_is_read():
 
 
 @pytest.mark.parametrize(
-    "multicrop, key",
-    [
-        (dict(num_local=-1), "num_local"),
-        (dict(num_local=1.5), "num_local"),
-        (dict(num_local=True), "num_local"),
-        (dict(num_local=2, local_size=64), "local_size"),  # > image_size 32
-        (dict(local_size=0), "local_size"),
-        (dict(local_size=8.0), "local_size"),
-        (dict(local_scale=(0.3, 0.05)), "local_scale"),
-        (dict(local_scale=(0.0, 0.3)), "local_scale"),
-        (dict(local_scale=(0.1, 1.5)), "local_scale"),
-        (dict(local_scale=(0.1,)), "local_scale"),
-        (dict(local_scale=0.2), "local_scale"),
-    ],
+  "multicrop, key",
+  [
+    (dict(num_local=-1), "num_local"),
+    (dict(num_local=1.5), "num_local"),
+    (dict(num_local=True), "num_local"),
+    (dict(num_local=2, local_size=64), "local_size"),  # > image_size 32
+    (dict(local_size=0), "local_size"),
+    (dict(local_size=8.0), "local_size"),
+    (dict(local_scale=(0.3, 0.05)), "local_scale"),
+    (dict(local_scale=(0.0, 0.3)), "local_scale"),
+    (dict(local_scale=(0.1, 1.5)), "local_scale"),
+    (dict(local_scale=(0.1,)), "local_scale"),
+    (dict(local_scale=0.2), "local_scale"),
+  ],
 )
 def test_bad_multicrop_values_fail_naming_the_key(multicrop, key):
   cfg = data.default_data_config()

@@ -1,4 +1,5 @@
 """Target encoder = closed-form EMA of the context encoder; no gradient reaches it."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +11,9 @@ from tests._core import synthetic_images, tiny_setup
 
 def test_target_equals_closed_form_ema():
   total, n = 10, 4
-  spec, _, state, step_fn = tiny_setup(total_steps=total, warmup_steps=0, **{"optim.lr": 1e-2, "ema.start": 0.5, "ema.end": 0.9})
+  spec, _, state, step_fn = tiny_setup(
+    total_steps=total, warmup_steps=0, **{"optim.lr": 1e-2, "ema.start": 0.5, "ema.end": 0.9}
+  )
   step_fn = jax.jit(step_fn)
   images = {"image": synthetic_images(8)}
   leaf = lambda s, key: np.asarray(jax.tree_util.tree_leaves(s[key] if key == "target" else s["params"]["encoder"])[3])
@@ -21,9 +24,9 @@ def test_target_equals_closed_form_ema():
     online.append(leaf(state, "online"))
   m = [0.5 + 0.4 * i / total for i in range(n)]
   # t_n = prod(m) t_0 + sum_i (1 - m_i) prod_{j > i} m_j p_{i+1}
-  expected = np.prod(m) * t0 + sum((1 - m[i]) * np.prod(m[i + 1:]) * online[i] for i in range(n))
+  expected = np.prod(m) * t0 + sum((1 - m[i]) * np.prod(m[i + 1 :]) * online[i] for i in range(n))
   np.testing.assert_allclose(leaf(state, "target"), expected, rtol=1e-5, atol=1e-6)
-  assert np.abs(leaf(state, "target") - online[-1]).max() > 1e-4   # really lags behind
+  assert np.abs(leaf(state, "target") - online[-1]).max() > 1e-4  # really lags behind
 
 
 def test_no_gradient_reaches_target_params():

@@ -55,8 +55,15 @@ def test_feature_std_and_collapse_flag():
   assert rep["collapsed"] is False
   assert rep["rank_ratio"] > 0.5
   json.dumps(rep)  # plain python types only
-  assert set(rep) >= {"feature_std", "effective_rank", "rank_ratio", "feature_entropy", "collapsed",
-            "std_threshold", "rank_ratio_threshold"}
+  assert set(rep) >= {
+    "feature_std",
+    "effective_rank",
+    "rank_ratio",
+    "feature_entropy",
+    "collapsed",
+    "std_threshold",
+    "rank_ratio_threshold",
+  }
 
   assert collapse_report(constant)["collapsed"] is True
   # Dimensional collapse: large std but rank 1 -> caught by the rank ratio.
@@ -100,8 +107,12 @@ def hierarchy_report(level_feats):
   levels, pooled = {}, {}
   for name, feats in level_feats.items():
     f = np.asarray(feats, np.float32)
-    levels[str(name)] = {"feature_std": feature_std(f), "effective_rank": effective_rank(f),
-                         "rank_ratio": rank_ratio(f), "dim": int(f.shape[-1])}
+    levels[str(name)] = {
+      "feature_std": feature_std(f),
+      "effective_rank": effective_rank(f),
+      "rank_ratio": rank_ratio(f),
+      "dim": int(f.shape[-1]),
+    }
     pooled[str(name)] = f.mean(1) if f.ndim == 3 else f
   cka = {f"{a}|{b}": linear_cka(pooled[a], pooled[b]) for a, b in itertools.combinations(pooled, 2)}
   return {"levels": levels, "cka": cka, "mean_cka": float(np.mean(list(cka.values())))}

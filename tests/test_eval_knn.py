@@ -56,10 +56,12 @@ def test_matches_numpy_bruteforce_with_ragged_chunks(temperature):
   test = rng.normal(size=(37, 8)).astype(np.float32)
   ks = [1, 3, 7, 60]  # list input; 60 > 50 train points is clipped to 50
   # chunk sizes that divide neither the test (37) nor the train (50) set
-  got = knn_predict(train, train_y, test, num_classes=4, ks=ks, temperature=temperature,
-           chunk_size=10, train_chunk_size=16)
-  whole = knn_predict(train, train_y, test, num_classes=4, ks=ks, temperature=temperature,
-            chunk_size=1024, train_chunk_size=None)
+  got = knn_predict(
+    train, train_y, test, num_classes=4, ks=ks, temperature=temperature, chunk_size=10, train_chunk_size=16
+  )
+  whole = knn_predict(
+    train, train_y, test, num_classes=4, ks=ks, temperature=temperature, chunk_size=1024, train_chunk_size=None
+  )
   assert sorted(got) == ks
   for k in ks:
     ref = _numpy_knn(train, train_y, test, k, 4, temperature)
@@ -75,8 +77,7 @@ def test_accuracy_matches_predictions_and_key_names():
   train_y = rng.integers(0, 4, size=50)
   test = rng.normal(size=(37, 8)).astype(np.float32)
   test_y = rng.integers(0, 4, size=37)
-  res = knn_classify(train, train_y, test, test_y, num_classes=4, ks=[1, 3, 7, 60],
-           chunk_size=10, train_chunk_size=16)
+  res = knn_classify(train, train_y, test, test_y, num_classes=4, ks=[1, 3, 7, 60], chunk_size=10, train_chunk_size=16)
   assert list(res) == ["knn_top1_k1", "knn_top1_k3", "knn_top1_k7", "knn_top1_k60"]
   for k in (1, 3, 7, 60):
     ref = _numpy_knn(train, train_y, test, k, 4, 0.07)

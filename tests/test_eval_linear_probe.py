@@ -45,9 +45,7 @@ def test_random_labels_give_chance_accuracy():
 def test_sweep_bookkeeping():
   res = linear_probe(*_gaussians(2, sep=0.7), **KW)  # harder data so settings differ
   sweep = res["sweep"]
-  assert [(s["lr"], s["weight_decay"]) for s in sweep] == [
-    (1e-3, 0.0), (1e-3, 0.05), (1e-2, 0.0), (1e-2, 0.05)
-  ]
+  assert [(s["lr"], s["weight_decay"]) for s in sweep] == [(1e-3, 0.0), (1e-3, 0.05), (1e-2, 0.0), (1e-2, 0.05)]
   best = max(sweep, key=lambda s: s["holdout_top1"])
   assert res["holdout_top1"] == best["holdout_top1"]
   assert (res["best_lr"], res["best_weight_decay"]) == (best["lr"], best["weight_decay"])
@@ -64,8 +62,15 @@ def test_deterministic_given_seed():
 
 
 def test_single_setting_without_holdout():
-  res = linear_probe(*_gaussians(0, sep=3.0), num_classes=CLASSES, lrs=(1e-2,), weight_decays=(0.0,),
-           epochs=10, batch_size=64, holdout_fraction=0.0)
+  res = linear_probe(
+    *_gaussians(0, sep=3.0),
+    num_classes=CLASSES,
+    lrs=(1e-2,),
+    weight_decays=(0.0,),
+    epochs=10,
+    batch_size=64,
+    holdout_fraction=0.0,
+  )
   assert res["holdout_top1"] is None and res["sweep"] == []
   assert res["top1"] >= 0.98
   with pytest.raises(ValueError):

@@ -4,6 +4,7 @@ One training run and two evaluations (subprocesses, as a user runs them) serve t
 compiles dominate their time. The slow test trains on the real CIFAR-10 copy and asserts a quality
 margin over random init.
 """
+
 import json
 import os
 import shutil
@@ -26,17 +27,36 @@ DIGITS_SPLITS = {"train": {"split": "train", "size": 1433}, "test": {"split": "t
 KNN = {f"knn_top1_k{k}" for k in runner.KNN_KS}
 REAL_CIFAR10 = os.environ.get("HJEPA_CIFAR10_DIR")
 ALL_METRICS = KNN | {
-    "linear_probe_top1", "linear_probe_holdout_top1", "linear_probe_best_lr", "linear_probe_best_weight_decay",
-    "fewshot_5way_1shot", "fewshot_5way_1shot_ci95", "fewshot_5way_5shot", "fewshot_5way_5shot_ci95",
-    "fewshot_ridge_1shot", "fewshot_ridge_5shot",
-    "feature_std", "effective_rank", "rank_ratio", "feature_entropy", "collapsed"}
+  "linear_probe_top1",
+  "linear_probe_holdout_top1",
+  "linear_probe_best_lr",
+  "linear_probe_best_weight_decay",
+  "fewshot_5way_1shot",
+  "fewshot_5way_1shot_ci95",
+  "fewshot_5way_5shot",
+  "fewshot_5way_5shot_ci95",
+  "fewshot_ridge_1shot",
+  "fewshot_ridge_5shot",
+  "feature_std",
+  "effective_rank",
+  "rank_ratio",
+  "feature_entropy",
+  "collapsed",
+}
 
 
 def _run(script, *args, timeout=600, full_speed=False):
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
   env = full_speed_env(env) if full_speed else env
-  proc = subprocess.run([sys.executable, script, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        text=True, timeout=timeout, check=False)
+  proc = subprocess.run(
+    [sys.executable, script, *args],
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )
   return proc.returncode, proc.stdout
 
 
@@ -61,7 +81,11 @@ def test_results_json_holds_every_metric(run):
   workdir, _ = run
   r = _results(workdir)
   assert (r["step"], r["source"], r["random_init"], r["dataset"]) == (
-      STEPS, f"checkpoints/{STEPS} (target encoder)", False, "digits")
+    STEPS,
+    f"checkpoints/{STEPS} (target encoder)",
+    False,
+    "digits",
+  )
   assert r["splits"] == DIGITS_SPLITS and r["num_classes"] == 10 and r["image_size"] == 32
   assert r["eval_types"] == list(runner.EVAL_TYPES) and r["feature_kinds"] == ["avgpool"] and not r["notes"]
   metrics = r["metrics"]["avgpool"]
@@ -76,8 +100,13 @@ def test_random_init_is_written_apart_and_knn_only(run):
   workdir, _ = run
   b = _results(workdir, random_init=True)
   assert b["random_init"] and b["step"] == 0 and b["source"].startswith("random init")
-  assert b["eval_types"] == ["knn"] and set(b["seconds"]) == {"restore", "load_data", "extract_features", "knn",
-                                                             "total"}
+  assert b["eval_types"] == ["knn"] and set(b["seconds"]) == {
+    "restore",
+    "load_data",
+    "extract_features",
+    "knn",
+    "total",
+  }
   assert b["feature_kinds"] == ["avgpool", "last2"] and b["notes"][0].startswith("last2: the encoder has 2 blocks")
   assert all(set(m) == KNN for m in b["metrics"].values())
   assert _results(workdir)["eval_types"] == list(runner.EVAL_TYPES)  # the trained results are untouched
@@ -125,8 +154,10 @@ def test_restore_for_eval_and_clear_errors(run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REAL_CIFAR10 and Path(REAL_CIFAR10, "data_batch_1").is_file()),
-                    reason="set HJEPA_CIFAR10_DIR to a cifar-10-batches-py folder to test on the real CIFAR-10")
+@pytest.mark.skipif(
+  not (REAL_CIFAR10 and Path(REAL_CIFAR10, "data_batch_1").is_file()),
+  reason="set HJEPA_CIFAR10_DIR to a cifar-10-batches-py folder to test on the real CIFAR-10",
+)
 def test_short_cifar10_run_beats_random_init(tmp_path):
   """600 steps (0.77 epoch) of smoke:contrastive=True on CIFAR-10 beat the step-0 encoder's k-NN.
 
@@ -134,15 +165,31 @@ def test_short_cifar10_run_beats_random_init(tmp_path):
   margin asserted is half the measured gain; JEPA-only smoke runs of this length do not clear it.
   """
   workdir = str(tmp_path / "cifar")
-  code, out = _run(MAIN, f"--config={SMOKE}:dataset=cifar10_local,contrastive=True", f"--workdir={workdir}",
-                   "--config.total_steps=600", "--config.optim.warmup_steps=50", "--config.ckpt_every_steps=600",
-                   "--config.eval.every_epochs=0", "--config.best_metric=", "--config.log_every_steps=100",
-                   timeout=1500, full_speed=True)
+  code, out = _run(
+    MAIN,
+    f"--config={SMOKE}:dataset=cifar10_local,contrastive=True",
+    f"--workdir={workdir}",
+    "--config.total_steps=600",
+    "--config.optim.warmup_steps=50",
+    "--config.ckpt_every_steps=600",
+    "--config.eval.every_epochs=0",
+    "--config.best_metric=",
+    "--config.log_every_steps=100",
+    timeout=1500,
+    full_speed=True,
+  )
   assert code == 0, out[-3000:]
   knn = {}
   for name, flags in (("trained", []), ("random_init", ["--random_init"])):
-    code, out = _run(EVALUATE, f"--workdir={workdir}", "--eval_types=knn", "--feature_kinds=avgpool",
-                     "--max_examples=5000", *flags, full_speed=True)
+    code, out = _run(
+      EVALUATE,
+      f"--workdir={workdir}",
+      "--eval_types=knn",
+      "--feature_kinds=avgpool",
+      "--max_examples=5000",
+      *flags,
+      full_speed=True,
+    )
     assert code == 0, out[-3000:]
     r = _results(workdir, random_init=bool(flags))
     assert r["splits"]["test"]["size"] == 5000 and set(r["metrics"]["avgpool"]) == KNN

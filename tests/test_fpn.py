@@ -1,4 +1,5 @@
 """Feature Pyramid over hierarchy levels: cell parents, shapes, fusion, top-down flow, jit, bf16."""
+
 import functools
 
 import jax
@@ -11,7 +12,7 @@ from hjepa_jax.model.fpn import FPN, cell_ids, parent_cells
 
 KEY = jax.random.PRNGKey(0)
 GRID = (5, 5)
-NUM_LEVELS = 3          # 5x5 tokens -> 3x3 cells -> 2x2 cells
+NUM_LEVELS = 3  # 5x5 tokens -> 3x3 cells -> 2x2 cells
 
 
 def test_parent_cells_hand_checked():
@@ -38,8 +39,7 @@ def test_cell_ids_and_parents_match_pool_to_level(grid):
   for level in (1, 2):
     pooled, _ = pool(eye, idx[None], np.ones((1, n), bool), grid, level)
     np.testing.assert_array_equal(np.argmax(np.asarray(pooled[0]), axis=0), cell_ids(idx, grid, level))
-    np.testing.assert_array_equal(parent_cells(grid, level)[cell_ids(idx, grid, level)],
-                                  cell_ids(idx, grid, level + 1))
+    np.testing.assert_array_equal(parent_cells(grid, level)[cell_ids(idx, grid, level)], cell_ids(idx, grid, level + 1))
 
 
 @jax.jit
@@ -103,9 +103,9 @@ def test_information_flows_top_down_only(fusion):
     out = apply(params, bumped, idx)
     return [not np.allclose(o, b) for o, b in zip(out, base)]
 
-  assert changed(0) == [True, False, False]   # finer levels never reach coarser outputs
+  assert changed(0) == [True, False, False]  # finer levels never reach coarser outputs
   assert changed(1) == [True, True, False]
-  assert changed(2) == [True, True, True]     # the coarsest level refines every finer one
+  assert changed(2) == [True, True, True]  # the coarsest level refines every finer one
 
 
 def test_jit_compiles_once_for_new_values():

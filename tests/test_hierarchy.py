@@ -1,4 +1,5 @@
 """The hierarchy on the patch grid: a hand-computed example."""
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -10,12 +11,12 @@ def test_hand_computed_two_and_three_level_example():
   # plus two padded slots holding garbage that must be ignored. Prediction at index p is p, target 0.
   idx = jnp.array([[[1, 2, 3, 5, 6, 7, 0, 0]]])
   valid = jnp.array([[[True] * 6 + [False] * 2]])
-  pred = jnp.where(valid, idx, 1000).astype(jnp.float32)[..., None]          # (1, 1, 8, 1)
+  pred = jnp.where(valid, idx, 1000).astype(jnp.float32)[..., None]  # (1, 1, 8, 1)
   target = jnp.zeros_like(pred)
   # Level 0: mean of p^2 over the 6 patches = (1+4+9+25+36+49)/6.
   level0 = 124 / 6
   # Level 1 (2x2 cells): cell (0,0) holds {1,5} -> mean 3; cell (0,1) holds {2,3,6,7} -> mean 4.5.
-  level1 = (3.0 ** 2 + 4.5 ** 2) / 2
+  level1 = (3.0**2 + 4.5**2) / 2
   # Level 2 (4x4 cell): one cell, mean 4.
   level2 = 16.0
   total, per_level = losses.hierarchical_loss(pred, target, idx, valid, (4, 4), (1.0, 0.5, 0.25), kind="mse")

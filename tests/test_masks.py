@@ -1,4 +1,5 @@
 """Multi-block masking: static shapes, disjointness, ranges, coverage, reproducibility."""
+
 import jax
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def test_target_blocks_are_rectangles_within_ranges(draws):
         idx = m["target_idx"][b, j][m["target_valid"][b, j]]
         rows, cols = idx // 14, idx % 14
         h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
-        assert len(set(idx.tolist())) == len(idx) == h * w          # a full rectangle
+        assert len(set(idx.tolist())) == len(idx) == h * w  # a full rectangle
         assert SPEC.target_scale[0] <= h * w / n <= SPEC.target_scale[1]
         assert SPEC.target_aspect[0] <= h / w <= SPEC.target_aspect[1]
 
@@ -103,15 +104,18 @@ def test_context_fraction_caps_context_tokens():
   assert small.context_capacity < SPEC.context_capacity
   m = jax.device_get(sample_masks(jax.random.PRNGKey(0), 32, small))
   assert m["context_idx"].shape[1] == small.context_capacity
-  assert m["context_valid"].sum(1).max() == small.context_capacity   # some samples were subsampled
+  assert m["context_valid"].sum(1).max() == small.context_capacity  # some samples were subsampled
 
 
-@pytest.mark.parametrize("kw, msg", [
+@pytest.mark.parametrize(
+  "kw, msg",
+  [
     (dict(target_scale=(0.5, 0.2)), "increasing"),
     (dict(target_scale=(0.9, 1.5)), "<= 1"),
     (dict(target_scale=(0.01, 0.011)), "no block"),
     (dict(context_fraction=0.0), "context_fraction"),
-])
+  ],
+)
 def test_bad_specs_fail_with_named_field(kw, msg):
   with pytest.raises(ConfigError, match=msg) as e:
     spec_with(**kw)

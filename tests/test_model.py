@@ -1,4 +1,5 @@
 """ViT encoder / predictor: shapes, dropped tokens, attention paths, RoPE, LayerScale, remat, dtype."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,8 +16,10 @@ KEY = jax.random.PRNGKey(0)
 MASKS = lambda model: experiment.mask_spec(core_config().mask, model.grid)  # noqa: E731
 
 
-@pytest.mark.parametrize("variant, width, depth", [("Ti/16", 192, 12), ("S/16", 384, 12), ("B/16", 768, 12),
-                                                   ("L/16", 1024, 24), ("S/8", 384, 12)])
+@pytest.mark.parametrize(
+  "variant, width, depth",
+  [("Ti/16", 192, 12), ("S/16", 384, 12), ("B/16", 768, 12), ("L/16", 1024, 24), ("S/8", 384, 12)],
+)
 def test_variant_output_shapes(variant, width, depth):
   dims = parse_variant(variant)
   assert (dims["width"], dims["depth"]) == (width, depth)
@@ -59,7 +62,7 @@ def test_context_encoder_ignores_masked_out_pixels():
     kept = set(masks["context_idx"][b][masks["context_valid"][b]].tolist())
     for p in set(range(64)) - kept:
       r, c = divmod(p, 8)
-      perturbed[b, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 100.0
+      perturbed[b, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 100.0
   out_a, _ = encode(params["encoder"], images, masks["context_idx"], masks["context_valid"])
   out_b, _ = encode(params["encoder"], perturbed, masks["context_idx"], masks["context_valid"])
   valid = masks["context_valid"]
@@ -134,11 +137,16 @@ def test_bfloat16_compute_keeps_float32_params():
   assert np.abs(np.asarray(out) - np.asarray(ref)).max() > 0  # really computed in bf16
 
 
-@pytest.mark.parametrize("overrides, key", [({"model.remat": "everything"}, "model.remat"),
-                                            ({"model.dtype": "float64"}, "model.dtype"),
-                                            ({"data.image_size": 30}, "data.image_size"),
-                                            ({"model.num_heads": 3}, "model.num_heads"),
-                                            ({"model.fpn.fusion": "sum"}, "model.fpn.fusion")])
+@pytest.mark.parametrize(
+  "overrides, key",
+  [
+    ({"model.remat": "everything"}, "model.remat"),
+    ({"model.dtype": "float64"}, "model.dtype"),
+    ({"data.image_size": 30}, "data.image_size"),
+    ({"model.num_heads": 3}, "model.num_heads"),
+    ({"model.fpn.fusion": "sum"}, "model.fpn.fusion"),
+  ],
+)
 def test_bad_model_options_fail_naming_the_key(overrides, key):
   with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
     tiny_model(**overrides)
@@ -146,6 +154,7 @@ def test_bad_model_options_fail_naming_the_key(overrides, key):
 
 def test_init_compiles_once_per_model():
   from hjepa_jax.model.hjepa import _jitted_init  # pylint: disable=g-import-not-at-top
+
   model = tiny_model()
   model.init(KEY)
   compiled = _jitted_init._cache_size()  # pylint: disable=protected-access

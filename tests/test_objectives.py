@@ -1,4 +1,5 @@
 """View-level objectives: NT-Xent values at known optima / chance, VICReg terms, pairing of views."""
+
 import math
 
 import jax
@@ -19,18 +20,18 @@ def hadamard_columns(n, d):
   h = np.array([[1.0]])
   while h.shape[0] < n:
     h = np.block([[h, h], [h, -h]])
-  return h[:, 1:d + 1].astype(np.float32)
+  return h[:, 1 : d + 1].astype(np.float32)
 
 
 def orthonormal_rows(b, d, seed=0):
   q, _ = np.linalg.qr(np.random.RandomState(seed).randn(d, b))
-  return q.T.astype(np.float32)                                      # (b, d), orthonormal rows
+  return q.T.astype(np.float32)  # (b, d), orthonormal rows
 
 
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
 def test_identical_orthonormal_views_reach_the_analytic_minimum(temperature):
   b = 8
-  z = 3.0 * orthonormal_rows(b, 16)                                  # scale must not matter
+  z = 3.0 * orthonormal_rows(b, 16)  # scale must not matter
   loss, acc = info_nce(np.stack([z, z]), temperature)
   # Positive logit 1/T, the 2B-2 negatives are orthogonal (logit 0), self excluded.
   expected = math.log(1 + (2 * b - 2) * math.exp(-1 / temperature))
@@ -42,7 +43,7 @@ def test_unrelated_second_view_is_at_chance():
   b, d = 512, 256
   rng = np.random.RandomState(0)
   first = rng.randn(b, d).astype(np.float32)
-  second = rng.randn(b, d).astype(np.float32)[rng.permutation(b)]   # rows are other images
+  second = rng.randn(b, d).astype(np.float32)[rng.permutation(b)]  # rows are other images
   loss, acc = info_nce(np.stack([first, second]), 1.0)
   assert float(acc) < 10 / (2 * b - 1)
   np.testing.assert_allclose(loss, math.log(2 * b - 1), atol=0.02)
@@ -62,7 +63,7 @@ def test_info_nce_is_symmetric_in_the_views_and_uses_float32():
 
 def test_multi_view_pairs_and_average():
   pairs = objectives.view_pairs(4, num_global=2)
-  assert pairs == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)]           # 2*3-1: no local-local pair
+  assert pairs == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)]  # 2*3-1: no local-local pair
   assert len(objectives.view_pairs(4)) == 6
   views = np.random.RandomState(0).randn(4, 12, 8).astype(np.float32)
   loss, acc = info_nce(views, 0.3, num_global=2)
@@ -93,19 +94,19 @@ def test_invariance_pairs_the_same_image_across_views_not_batch_halves():
 
 
 def test_variance_term_hinges_at_the_target_std():
-  x = 2.0 * hadamard_columns(16, 8)                                  # per-dim std 2*sqrt(16/15) >= 1
+  x = 2.0 * hadamard_columns(16, 8)  # per-dim std 2*sqrt(16/15) >= 1
   var, _ = variance_covariance(x)
   assert float(var) == 0.0
   collapsed = np.ones((16, 8), np.float32)
   var, cov = variance_covariance(collapsed)
-  np.testing.assert_allclose(var, 1.0 - math.sqrt(1e-4), rtol=1e-5)   # relu(1 - sqrt(0 + eps))
+  np.testing.assert_allclose(var, 1.0 - math.sqrt(1e-4), rtol=1e-5)  # relu(1 - sqrt(0 + eps))
   assert float(cov) == 0.0
   terms = vicreg_terms(np.stack([x, np.ones_like(x)]))
   np.testing.assert_allclose(terms["variance"], (1.0 - math.sqrt(1e-4)) / 2, rtol=1e-5)
 
 
 def test_covariance_term_zero_when_decorrelated_positive_when_correlated():
-  decorrelated = hadamard_columns(16, 8)                             # zero mean, cov = (16/15) I
+  decorrelated = hadamard_columns(16, 8)  # zero mean, cov = (16/15) I
   _, cov = variance_covariance(decorrelated)
   np.testing.assert_allclose(cov, 0.0, atol=1e-6)
   base = np.random.RandomState(0).randn(64, 1)
@@ -116,7 +117,7 @@ def test_covariance_term_zero_when_decorrelated_positive_when_correlated():
 
 def test_gradients_finite_and_jit():
   views = np.random.RandomState(0).randn(3, 8, 6).astype(np.float32)
-  views[2] = 0.0                                                     # one collapsed (zero) view
+  views[2] = 0.0  # one collapsed (zero) view
 
   def total(v):
     loss, _ = info_nce(v, 0.1, num_global=2)

@@ -1,4 +1,5 @@
 """Per-backend settings: names compared case-insensitively, refusals name the key and the fix."""
+
 import pytest
 
 from hjepa_jax import platform
@@ -8,8 +9,9 @@ def make(backend):
   return platform.Platform(backend=backend, device_kind="x", num_devices=1, process_count=1)
 
 
-@pytest.mark.parametrize("name, apple", [("METAL", True), ("mps", True), ("MTL", True), ("mlx", True),
-                                         ("cpu", False), ("CUDA", False)])
+@pytest.mark.parametrize(
+  "name, apple", [("METAL", True), ("mps", True), ("MTL", True), ("mlx", True), ("cpu", False), ("CUDA", False)]
+)
 def test_backend_names_are_case_insensitive(name, apple):
   p = make(name)
   assert p.backend == name.lower() and p.is_apple is apple

@@ -12,6 +12,7 @@ the CUDA-only value is refused on CPU with an error naming the key. Switches are
 forward loss (one small compile each); that the model trains is shown on the base config and on the
 aggressive config with every phase 1-3 feature on at once.
 """
+
 import os
 
 import jax
@@ -35,9 +36,9 @@ RNG = jax.random.PRNGKey(1)
 
 # Bool keys that change what a run does around the computation, and the test that shows it.
 OPERATIONAL = {
-    "log_mask_images": "tests/test_train_app.py::test_mask_images_only_when_asked",
-    "stop_on_nonfinite": "tests/test_train_app.py::test_nonfinite_steps_stop_or_are_skipped",
-    "data.download": "tests/test_data_sources.py::test_download_without_network_fails_fast",
+  "log_mask_images": "tests/test_train_app.py::test_mask_images_only_when_asked",
+  "stop_on_nonfinite": "tests/test_train_app.py::test_nonfinite_steps_stop_or_are_skipped",
+  "data.download": "tests/test_data_sources.py::test_download_without_network_fails_fast",
 }
 
 
@@ -47,8 +48,9 @@ def _setup(overrides):
   spec = exp.step_spec
   tx = make_optimizer(spec.optim, jax.eval_shape(spec.model.init, jax.random.PRNGKey(0)))
   state = init_state(spec.model, tx, jax.random.PRNGKey(0))
-  it = data_lib.make_pretrain_iterator(reader.data, seed=0, batch_size=exp.global_batch,
-                                       num_views=2 if spec.views.enabled else 1)
+  it = data_lib.make_pretrain_iterator(
+    reader.data, seed=0, batch_size=exp.global_batch, num_views=2 if spec.views.enabled else 1
+  )
   batch = {k: v for k, v in next(it).items() if k in ("image", "image_view2", "local")}
   it.close()
   return spec, tx, state, batch
@@ -59,8 +61,11 @@ def _first_loss(overrides):
   the batch, and the train step's lowered program on demand (lowering does not compile)."""
   spec, tx, state, batch = _setup(overrides)
   loss, _ = jax.jit(lambda s, b, r: batch_loss(spec, s, b, r))(state, batch, RNG)
-  return {"loss": float(loss), "batch": batch,
-          "lowered": lambda: jax.jit(make_train_step(spec, tx)).lower(state, batch, RNG).as_text()}
+  return {
+    "loss": float(loss),
+    "batch": batch,
+    "lowered": lambda: jax.jit(make_train_step(spec, tx)).lower(state, batch, RNG).as_text(),
+  }
 
 
 def _train(overrides, steps):
@@ -118,14 +123,22 @@ def test_flipping_changes_the_computation(key, base):
   else:
     if key.startswith("data."):  # a data switch changes the images the step sees
       assert set(flipped["batch"]) != set(base["batch"]) or not np.array_equal(
-          flipped["batch"]["image"], base["batch"]["image"]), f"{key}: same batch"
+        flipped["batch"]["image"], base["batch"]["image"]
+      ), f"{key}: same batch"
     assert abs(first - base_first) > 1e-6 * max(1.0, abs(base_first)), f"{key}: loss unchanged ({first})"
 
 
 def test_view_losses_report_their_metrics():
   _, m = _train({"loss.contrastive.weight": 0.5, "loss.vicreg.weight": 0.05, "data.multicrop.num_local": 2}, 1)
-  for name in ("contrastive_loss", "contrastive_acc", "vicreg_loss", "vicreg_invariance", "vicreg_variance",
-               "vicreg_covariance", "jepa_loss"):
+  for name in (
+    "contrastive_loss",
+    "contrastive_acc",
+    "vicreg_loss",
+    "vicreg_invariance",
+    "vicreg_variance",
+    "vicreg_covariance",
+    "jepa_loss",
+  ):
     assert np.isfinite(m[name]), name
   assert 0.0 <= m["contrastive_acc"] <= 1.0
   assert m["loss"] > m["jepa_loss"]
@@ -136,6 +149,7 @@ def test_aggressive_trains_on_generated_imagenet(tmp_path):
   remat, LayerScale, 3-Augment) trains on an ImageNet-100 folder layout; 96 px and a narrow two-block model
   keep its compile short (the features together, not the size, are the point)."""
   from tests import _data as fake_data  # pylint: disable=g-import-not-at-top
+
   fake_data.write_fake_imagenet(tmp_path / "imagenet", class_indices=(0, 1, 2, 3), per_class=8, size=(112, 112))
   cfg = config_lib.load_config(os.path.join(ROOT, "configs", "aggressive.py"), "model=Ti/16")
   cfg.data.imagenet100_dir = str(tmp_path / "imagenet")

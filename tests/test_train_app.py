@@ -1,4 +1,5 @@
 """The training application end to end: launcher, checkpoints, logs, resume after SIGINT, devices."""
+
 import glob
 import os
 import signal
@@ -19,8 +20,14 @@ MAIN = os.path.join(ROOT, "launch", "main.py")
 SMOKE = os.path.join(ROOT, "configs", "smoke.py")
 FAST = ["--config.eval.every_epochs=0", "--config.best_metric=", "--config.log_every_steps=5"]
 # A narrow one-block model for launched runs whose point is the application (resume, devices), not learning.
-TINY = ["--config.model.width=32", "--config.model.depth=1", "--config.model.num_heads=2",
-        "--config.model.predictor.width=16", "--config.model.predictor.depth=1", "--config.data.batch_size=16"]
+TINY = [
+  "--config.model.width=32",
+  "--config.model.depth=1",
+  "--config.model.num_heads=2",
+  "--config.model.predictor.width=16",
+  "--config.model.predictor.depth=1",
+  "--config.data.batch_size=16",
+]
 
 
 def _env(devices=None):
@@ -29,8 +36,13 @@ def _env(devices=None):
 
 
 def _launch(workdir, *overrides, devices=None, config=SMOKE):
-  return subprocess.Popen([sys.executable, MAIN, f"--config={config}", f"--workdir={workdir}", *overrides],
-                          env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen(
+    [sys.executable, MAIN, f"--config={config}", f"--workdir={workdir}", *overrides],
+    env=_env(devices),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def _run(workdir, *overrides, devices=None, timeout=600):
@@ -60,12 +72,24 @@ def test_smoke_end_to_end(smoke_run):
   assert f"eval at step {SMOKE_STEPS}" in log and "knn_top1_k20" in log
   assert os.listdir(os.path.join(workdir, "best"))  # the best checkpoint by eval/knn_top1_k20
   from tensorboard.backend.event_processing import event_accumulator
+
   events = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
   events.Reload()
   tags = set(events.Tags()["tensors"])
-  assert {"train/loss", "train/loss_level_0", "train/loss_level_1", "train/feature_variance", "train/grad_norm",
-          "train/lr", "train/ema_momentum", "train/images_per_sec", "train/epoch_time_min",
-          "eval/knn_top1_k20", "eval/effective_rank", "train/masks"} <= tags, tags
+  assert {
+    "train/loss",
+    "train/loss_level_0",
+    "train/loss_level_1",
+    "train/feature_variance",
+    "train/grad_norm",
+    "train/lr",
+    "train/ema_momentum",
+    "train/images_per_sec",
+    "train/epoch_time_min",
+    "eval/knn_top1_k20",
+    "eval/effective_rank",
+    "train/masks",
+  } <= tags, tags
 
 
 def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
@@ -91,7 +115,7 @@ def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
 
   code, out = _run(run, *total)
   assert code == 0, out[-3000:]
-  assert f"at step {stopped_at}" in open(log).read()   # "resumed from ... at step N"
+  assert f"at step {stopped_at}" in open(log).read()  # "resumed from ... at step N"
   step_a, a = _restore(ref)
   step_b, b = _restore(run)
   assert step_a == step_b == steps
@@ -101,8 +125,14 @@ def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
 def test_four_devices_match_one(tmp_path):
   # Adam's first steps amplify float noise in near-zero gradients (the reduction order differs across
   # devices); a large eps makes updates proportional to the gradient so the comparison is meaningful.
-  args = ["--config.total_steps=2", *TINY, "--config.optim.eps=1.0", "--config.optim.lr=0.1",
-          "--config.optim.warmup_steps=0", *FAST]
+  args = [
+    "--config.total_steps=2",
+    *TINY,
+    "--config.optim.eps=1.0",
+    "--config.optim.lr=0.1",
+    "--config.optim.warmup_steps=0",
+    *FAST,
+  ]
   procs = {devices: _launch(str(tmp_path / f"d{devices}"), *args, devices=devices) for devices in (1, 4)}  # in parallel
   states = []
   for devices, proc in procs.items():
@@ -115,8 +145,10 @@ def test_four_devices_match_one(tmp_path):
 
 
 def test_bad_config_fails_at_start_naming_the_key(tmp_path):
-  procs = {key: _launch(str(tmp_path / key), f"--config.{key}=" + value)  # both at once (2 cores)
-           for key, value in (("optim.lr", "-1.0"), ("model.layerscal", "True"))}
+  procs = {
+    key: _launch(str(tmp_path / key), f"--config.{key}=" + value)  # both at once (2 cores)
+    for key, value in (("optim.lr", "-1.0"), ("model.layerscal", "True"))
+  }
   for key, proc in procs.items():
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0 and key.split(".")[-1] in out, out[-3000:]
@@ -124,6 +156,7 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path):
 
 def _tags(workdir):
   from tensorboard.backend.event_processing import event_accumulator
+
   events = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
   events.Reload()
   return set(events.Tags()["tensors"])
@@ -131,12 +164,14 @@ def _tags(workdir):
 
 def test_nonfinite_steps_stop_or_are_skipped(tmp_path):
   """An absurd learning rate makes the loss NaN: stop with advice (nothing saved), or skip and go on."""
-  cfg = tiny_config(**{"optim.lr": 1e38, "optim.clip_norm": 0.0, "total_steps": 4, "log_every_steps": 2,
-                       "ckpt_every_steps": 2})
+  cfg = tiny_config(
+    **{"optim.lr": 1e38, "optim.clip_norm": 0.0, "total_steps": 4, "log_every_steps": 2, "ckpt_every_steps": 2}
+  )
   with pytest.raises(train.TrainingDiverged, match="lower learning rate"):
     train.train_and_evaluate(cfg, str(tmp_path / "stop"))
   assert not os.path.isdir(os.path.join(tmp_path, "stop", "checkpoints")) or not os.listdir(
-      os.path.join(tmp_path, "stop", "checkpoints"))
+    os.path.join(tmp_path, "stop", "checkpoints")
+  )
   cfg.stop_on_nonfinite = False
   last = train.train_and_evaluate(cfg, str(tmp_path / "skip"))
   assert last["train/nonfinite_steps"] >= 1

@@ -1,4 +1,5 @@
 """train_step: one compile, learning, gradient accumulation, NaN guard, optimizer details."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +21,7 @@ def test_compiles_once_and_loss_falls():
   rng = jax.random.PRNGKey(0)
   losses = []
   for i in range(50):
-    batch = {"image": data[(i % 4) * 16:(i % 4 + 1) * 16]}
+    batch = {"image": data[(i % 4) * 16 : (i % 4 + 1) * 16]}
     state, metrics = step(state, batch, rng)
     losses.append(float(metrics["loss"]))
     if i == 9:
@@ -28,8 +29,19 @@ def test_compiles_once_and_loss_falls():
   assert len(traces) == 1
   assert int(state["step"]) == 50
   assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
-  expected = {"loss", "grad_norm", "lr", "weight_decay", "ema_momentum", "feature_variance",
-              "feature_variance_target", "context_tokens", "nonfinite", "loss_level_0", "loss_level_1"}
+  expected = {
+    "loss",
+    "grad_norm",
+    "lr",
+    "weight_decay",
+    "ema_momentum",
+    "feature_variance",
+    "feature_variance_target",
+    "context_tokens",
+    "nonfinite",
+    "loss_level_0",
+    "loss_level_1",
+  }
   assert expected <= set(metrics)
   assert float(metrics["nonfinite"]) == 0.0
 
@@ -41,7 +53,9 @@ def test_grad_accumulation_equals_one_large_batch():
   rng = jax.random.PRNGKey(1)
   outs = []
   for k in (1, 4):
-    _, _, state, step_fn = tiny_setup(warmup_steps=0, **{"optim.grad_accum_steps": k, "optim.lr": 1e-2, "optim.eps": 1.0})
+    _, _, state, step_fn = tiny_setup(
+      warmup_steps=0, **{"optim.grad_accum_steps": k, "optim.lr": 1e-2, "optim.eps": 1.0}
+    )
     step = jax.jit(step_fn)
     for _ in range(2):
       state, metrics = step(state, images, rng)
@@ -49,8 +63,9 @@ def test_grad_accumulation_equals_one_large_batch():
   (s1, m1), (s4, m4) = outs
   np.testing.assert_allclose(m1["loss"], m4["loss"], rtol=1e-5)
   np.testing.assert_allclose(m1["grad_norm"], m4["grad_norm"], rtol=1e-4)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
-                         s1["params"], s4["params"])
+  jax.tree_util.tree_map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), s1["params"], s4["params"]
+  )
 
 
 def test_nonfinite_update_is_reported_and_not_applied():
@@ -60,8 +75,10 @@ def test_nonfinite_update_is_reported_and_not_applied():
   new, metrics = jax.jit(step_fn)(state, {"image": synthetic_images(4)}, jax.random.PRNGKey(0))
   assert float(metrics["nonfinite"]) == 1.0
   assert int(new["step"]) == 0
-  np.testing.assert_array_equal(jax.device_get(new["params"]["encoder"]["patch_embed"]["kernel"]),
-                                before["params"]["encoder"]["patch_embed"]["kernel"])
+  np.testing.assert_array_equal(
+    jax.device_get(new["params"]["encoder"]["patch_embed"]["kernel"]),
+    before["params"]["encoder"]["patch_embed"]["kernel"],
+  )
 
 
 def test_weight_decay_mask_excludes_biases_norms_and_tokens():

@@ -11,6 +11,7 @@ Importing this package is cheap: TensorFlow is imported only when a pipeline
 or a dataset is first requested, so configs can use `default_data_config`
 without paying for it.
 """
+
 import importlib
 from typing import TYPE_CHECKING
 
@@ -18,13 +19,13 @@ from hjepa_jax.data.config import default_data_config
 from hjepa_jax.data.validate import DATASET_NAMES, DataError, num_classes
 
 _LAZY = {
-    "make_pretrain_iterator": "hjepa_jax.data.pipeline",
-    "pretrain_num_examples": "hjepa_jax.data.pipeline",
-    "PretrainIterator": "hjepa_jax.data.pipeline",
-    "load_labelled": "hjepa_jax.data.labelled",
-    "load_eval_data": "hjepa_jax.data.labelled",
-    "skipped_files": "hjepa_jax.data.sources",
-    "clear_cache": "hjepa_jax.data.sources",
+  "make_pretrain_iterator": "hjepa_jax.data.pipeline",
+  "pretrain_num_examples": "hjepa_jax.data.pipeline",
+  "PretrainIterator": "hjepa_jax.data.pipeline",
+  "load_labelled": "hjepa_jax.data.labelled",
+  "load_eval_data": "hjepa_jax.data.labelled",
+  "skipped_files": "hjepa_jax.data.sources",
+  "clear_cache": "hjepa_jax.data.sources",
 }
 
 if TYPE_CHECKING:
@@ -33,17 +34,17 @@ if TYPE_CHECKING:
   from hjepa_jax.data.sources import clear_cache, skipped_files
 
 __all__ = [
-    "DATASET_NAMES",
-    "DataError",
-    "PretrainIterator",
-    "clear_cache",
-    "default_data_config",
-    "load_eval_data",
-    "load_labelled",
-    "make_pretrain_iterator",
-    "num_classes",
-    "pretrain_num_examples",
-    "skipped_files",
+  "DATASET_NAMES",
+  "DataError",
+  "PretrainIterator",
+  "clear_cache",
+  "default_data_config",
+  "load_eval_data",
+  "load_labelled",
+  "make_pretrain_iterator",
+  "num_classes",
+  "pretrain_num_examples",
+  "skipped_files",
 ]
 
 

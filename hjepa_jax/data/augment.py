@@ -20,6 +20,7 @@ leaves the others' draws intact.
 
 Everything here receives values `validate.check_data_config` has already checked.
 """
+
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -47,9 +48,9 @@ def resize(image: tf.Tensor, height, width) -> tf.Tensor:
   size = tf.stack([height, width])
   in_size = tf.shape(image)[-3:-1]
   return tf.cond(
-      tf.reduce_any(in_size > size),
-      lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
-      lambda: tf.image.resize(image, size, method="bilinear", antialias=False),
+    tf.reduce_any(in_size > size),
+    lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
+    lambda: tf.image.resize(image, size, method="bilinear", antialias=False),
   )
 
 
@@ -63,9 +64,9 @@ def shrink_to_max_size(image: tf.Tensor, max_size: int | None) -> tf.Tensor:
   new_h = tf.maximum(1, tf.cast(tf.round(tf.cast(h, tf.float32) * scale), tf.int32))
   new_w = tf.maximum(1, tf.cast(tf.round(tf.cast(w, tf.float32) * scale), tf.int32))
   return tf.cond(
-      scale < 1.0,
-      lambda: to_uint8(resize(image, new_h, new_w)),
-      lambda: image,
+    scale < 1.0,
+    lambda: to_uint8(resize(image, new_h, new_w)),
+    lambda: image,
   )
 
 
@@ -213,12 +214,12 @@ def _three_augment(image, u, cfg: AugmentConfig):
   radius = max(1, min(cfg.image_size - 1, math.ceil(3 * _BLUR_SIGMA[1] * s * pixel_scale)))
   choice = tf.minimum(tf.cast(tf.floor(u[_U_CHOICE] * 3.0), tf.int32), 2)
   changed = tf.switch_case(
-      choice,
-      [
-          lambda: _grayscale(image) + tf.zeros_like(image),
-          lambda: tf.where(image >= 128.0, 255.0 - image, image),
-          lambda: _gaussian_blur(image, tf.maximum(sigma, 1e-3), radius, cfg.image_size),
-      ],
+    choice,
+    [
+      lambda: _grayscale(image) + tf.zeros_like(image),
+      lambda: tf.where(image >= 128.0, 255.0 - image, image),
+      lambda: _gaussian_blur(image, tf.maximum(sigma, 1e-3), radius, cfg.image_size),
+    ],
   )
   image = image + blend * (changed - image)
   f = tf.maximum(0.0, _lerp(u[_U_JITTER], 1.0 - _JITTER * s, 1.0 + _JITTER * s))
@@ -262,11 +263,11 @@ class ViewConfig:
     """The views of a validated `config.data`: global views from the crop / flip / 3-Augment keys,
     local ones from data.multicrop (same aspect range, flips and 3-Augment)."""
     global_cfg = AugmentConfig(
-        image_size=int(data_cfg.image_size),
-        crop_scale=_floats(data_cfg.crop_scale),
-        crop_ratio=_floats(data_cfg.crop_ratio),
-        horizontal_flip=bool(data_cfg.horizontal_flip),
-        deit3_strength=float(data_cfg.deit3_strength),
+      image_size=int(data_cfg.image_size),
+      crop_scale=_floats(data_cfg.crop_scale),
+      crop_ratio=_floats(data_cfg.crop_ratio),
+      horizontal_flip=bool(data_cfg.horizontal_flip),
+      deit3_strength=float(data_cfg.deit3_strength),
     )
     mc = data_cfg.multicrop
     local_cfg = dataclasses.replace(global_cfg, image_size=int(mc.local_size), crop_scale=_floats(mc.local_scale))
@@ -303,9 +304,9 @@ def apply_views(image: tf.Tensor, u: tf.Tensor, box: tf.Tensor, views: ViewConfi
     # One traced body for all local views (unrolling them multiplied the pipeline's set-up time).
     s = views.local_cfg.image_size
     out["local"] = tf.map_fn(
-        lambda ub: apply(image, ub[0], ub[1], views.local_cfg),
-        (u[g:], box[g:]),
-        fn_output_signature=tf.TensorSpec([s, s, 3], tf.uint8),
+      lambda ub: apply(image, ub[0], ub[1], views.local_cfg),
+      (u[g:], box[g:]),
+      fn_output_signature=tf.TensorSpec([s, s, 3], tf.uint8),
     )
   return out
 

@@ -57,11 +57,11 @@ def default_data_config() -> ml_collections.ConfigDict:
   # Multi-crop (DINO style) local views, delivered as batch["local"] next to
   # the global view(s); aspect range, flips and 3-Augment as for global views.
   c.multicrop = ml_collections.ConfigDict(
-      dict(
-          num_local=0,  # extra small crops per image (0: off)
-          local_size=96,  # their side length in pixels (<= image_size)
-          local_scale=(0.05, 0.3),  # their random-resized-crop area fraction range
-      )
+    dict(
+      num_local=0,  # extra small crops per image (0: off)
+      local_size=96,  # their side length in pixels (<= image_size)
+      local_scale=(0.05, 0.3),  # their random-resized-crop area fraction range
+    )
   )
 
   # Labelled dataset the evaluators (k-NN, linear probe) use.

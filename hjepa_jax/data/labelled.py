@@ -46,9 +46,9 @@ def _decode_files(paths: np.ndarray, size: int, crop_fraction: float) -> tuple[n
   """Decoded images and the indices that decoded; unreadable files are dropped and recorded."""
   ds = tf.data.Dataset.from_tensor_slices((paths, np.arange(len(paths))))
   ds = ds.map(
-      lambda p, i: (augment.center_resize(decode(p), size, crop_fraction), i),
-      num_parallel_calls=tf.data.AUTOTUNE,
-      deterministic=True,
+    lambda p, i: (augment.center_resize(decode(p), size, crop_fraction), i),
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=True,
   ).ignore_errors()
   out = np.empty((len(paths), size, size, 3), np.uint8)
   kept = []
@@ -64,12 +64,12 @@ def _decode_files(paths: np.ndarray, size: int, crop_fraction: float) -> tuple[n
 
 
 def load_labelled(
-    name: str,
-    split: str,
-    data_cfg: Any,
-    *,
-    image_size: int | None = None,
-    max_examples: int | None = None,
+  name: str,
+  split: str,
+  data_cfg: Any,
+  *,
+  image_size: int | None = None,
+  max_examples: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
   """uint8 images [N, S, S, 3] and int32 labels of a labelled split, deterministic.
 
@@ -93,18 +93,16 @@ def load_labelled(
   return images, source.labels[idx][kept].astype(np.int32)
 
 
-def load_eval_data(
-    data_cfg: Any, *, image_size: int | None = None
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load_eval_data(data_cfg: Any, *, image_size: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{"train": (images, labels), "test": (images, labels)} of data_cfg.eval_dataset,
   from splits eval_split_train / eval_split_test, each capped at eval_max_examples."""
   return {
-      role: load_labelled(
-          data_cfg.eval_dataset,
-          split,
-          data_cfg,
-          image_size=image_size,
-          max_examples=data_cfg.eval_max_examples,
-      )
-      for role, split in (("train", data_cfg.eval_split_train), ("test", data_cfg.eval_split_test))
+    role: load_labelled(
+      data_cfg.eval_dataset,
+      split,
+      data_cfg,
+      image_size=image_size,
+      max_examples=data_cfg.eval_max_examples,
+    )
+    for role, split in (("train", data_cfg.eval_split_train), ("test", data_cfg.eval_split_test))
   }

@@ -21,6 +21,7 @@ deterministic ordering and `choose_from_datasets` puts the elements back in stre
 order. A pipeline created at step s therefore yields exactly what an uninterrupted
 one yields from its s-th batch on, without decoding anything before it.
 """
+
 import atexit
 import collections
 import itertools
@@ -34,8 +35,14 @@ import numpy as np
 import tensorflow as tf
 
 from hjepa_jax.data import augment
-from hjepa_jax.data.sources import (MAX_CONSECUTIVE_BAD, Source, decode_with_fallback, load_source, record_skipped,
-                                    skipped_paths)
+from hjepa_jax.data.sources import (
+  MAX_CONSECUTIVE_BAD,
+  Source,
+  decode_with_fallback,
+  load_source,
+  record_skipped,
+  skipped_paths,
+)
 from hjepa_jax.data.validate import DataError, DatasetSpec, check_data_config
 
 _log = logging.getLogger(__name__)
@@ -133,12 +140,12 @@ class MixtureOrder:
       take = min(end - pos, self.epoch_length - offset)
       sources, examples = self.epoch(epoch)
       parts.append(
-          (
-              sources[offset : offset + take],
-              examples[offset : offset + take],
-              np.full(take, epoch, np.int64),
-              np.arange(offset, offset + take, dtype=np.int64),
-          )
+        (
+          sources[offset : offset + take],
+          examples[offset : offset + take],
+          np.full(take, epoch, np.int64),
+          np.arange(offset, offset + take, dtype=np.int64),
+        )
       )
       pos += take
     if not parts:
@@ -203,8 +210,8 @@ class PretrainIterator(Iterator[dict[str, np.ndarray]]):
       self.skipped_files.extend(p for p in dict.fromkeys(bad) if p not in self.skipped_files)
       if (skipped[rows] < 0).any():
         raise DataError(
-            f"{MAX_CONSECUTIVE_BAD} consecutive unreadable images in {src.description} "
-            f"(e.g. {bad[0]}): the dataset folder looks damaged. Check the files or re-extract them."
+          f"{MAX_CONSECUTIVE_BAD} consecutive unreadable images in {src.description} "
+          f"(e.g. {bad[0]}): the dataset folder looks damaged. Check the files or re-extract them."
         )
 
 
@@ -216,14 +223,14 @@ def _close_live_iterators() -> None:
 
 
 def _source_dataset(
-    k: int,
-    source: Source,
-    order: MixtureOrder,
-    first_positions: Callable[[], Iterator[int]],
-    local_batch: int,
-    seed: int,
-    views: augment.ViewConfig,
-    parallel: int,
+  k: int,
+  source: Source,
+  order: MixtureOrder,
+  first_positions: Callable[[], Iterator[int]],
+  local_batch: int,
+  seed: int,
+  views: augment.ViewConfig,
+  parallel: int,
 ) -> tf.data.Dataset:
   """Augmented elements of source k, in the order they occur in this host's stream.
 
@@ -278,14 +285,14 @@ def _source_dataset(
 
 
 def make_pretrain_iterator(
-    data_cfg: Any,
-    *,
-    seed: int,
-    start_step: int = 0,
-    process_index: int = 0,
-    process_count: int = 1,
-    batch_size: int | None = None,
-    num_views: int = 1,
+  data_cfg: Any,
+  *,
+  seed: int,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+  batch_size: int | None = None,
+  num_views: int = 1,
 ) -> PretrainIterator:
   """Infinite iterator of augmented uint8 pretraining batches for this host.
 
@@ -311,8 +318,8 @@ def make_pretrain_iterator(
     raise DataError(f"process_index={process_index} must be in [0, process_count={process_count}).")
   if global_batch % process_count:
     raise DataError(
-        f"Global batch size {global_batch} is not divisible by process_count={process_count}; "
-        "choose a batch size that is a multiple of the number of hosts."
+      f"Global batch size {global_batch} is not divisible by process_count={process_count}; "
+      "choose a batch size that is a multiple of the number of hosts."
     )
   if start_step < 0:
     raise DataError(f"start_step={start_step} must be >= 0.")
@@ -327,8 +334,8 @@ def make_pretrain_iterator(
   starved = [e.name for e, c in zip(entries, order.counts) if c == 0]
   if starved:
     raise DataError(
-        f"Dataset(s) {starved} get no example per epoch at their weight (epoch = {order.epoch_length} "
-        "examples). Raise their weight or remove them from config.data.datasets."
+      f"Dataset(s) {starved} get no example per epoch at their weight (epoch = {order.epoch_length} "
+      "examples). Raise their weight or remove them from config.data.datasets."
     )
   local_batch = global_batch // process_count
 
@@ -336,8 +343,7 @@ def make_pretrain_iterator(
     return (b * global_batch + process_index * local_batch for b in itertools.count(start_step))
 
   per_source = [
-      _source_dataset(k, s, order, first_positions, local_batch, seed, views, parallel)
-      for k, s in enumerate(sources)
+    _source_dataset(k, s, order, first_positions, local_batch, seed, views, parallel) for k, s in enumerate(sources)
   ]
   if len(per_source) == 1:
     ds = per_source[0]
@@ -356,18 +362,18 @@ def make_pretrain_iterator(
   options.deterministic = True
   ds = ds.with_options(options)
   _log.info(
-      "Pretraining data: %s; %d examples/epoch; global batch %d, host %d/%d gets %d; start step %d; "
-      "%d global view(s) of %d px, %d local view(s) of %d px",
-      ", ".join(f"{e.name}[{e.split}] x{e.weight:.3f} ({len(s)})" for e, s in zip(entries, sources)),
-      order.epoch_length,
-      global_batch,
-      process_index,
-      process_count,
-      local_batch,
-      start_step,
-      views.num_global,
-      views.global_cfg.image_size,
-      views.num_local,
-      views.local_cfg.image_size,
+    "Pretraining data: %s; %d examples/epoch; global batch %d, host %d/%d gets %d; start step %d; "
+    "%d global view(s) of %d px, %d local view(s) of %d px",
+    ", ".join(f"{e.name}[{e.split}] x{e.weight:.3f} ({len(s)})" for e, s in zip(entries, sources)),
+    order.epoch_length,
+    global_batch,
+    process_index,
+    process_count,
+    local_batch,
+    start_step,
+    views.num_global,
+    views.global_cfg.image_size,
+    views.num_local,
+    views.local_cfg.image_size,
   )
   return PretrainIterator(ds, sources)

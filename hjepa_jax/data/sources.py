@@ -10,6 +10,7 @@ was looked for and what the offline alternatives are.
 Sections: the Source cache, CIFAR-10 python pickles, digits, ImageNet-100 folders,
 TFDS (cifar10, stl10), and decoding image files without letting a corrupt one end a run.
 """
+
 import dataclasses
 import functools
 import hashlib
@@ -75,21 +76,19 @@ def _shrink(images: np.ndarray, max_size: int | None) -> np.ndarray:
     return images
   scale = max_size / max(h, w)
   size = (max(1, round(h * scale)), max(1, round(w * scale)))
-  chunks = [
-      augment.to_uint8(augment.resize(images[i : i + 1024], *size)).numpy() for i in range(0, len(images), 1024)
-  ]
+  chunks = [augment.to_uint8(augment.resize(images[i : i + 1024], *size)).numpy() for i in range(0, len(images), 1024)]
   return np.concatenate(chunks)
 
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(
-    name: str,
-    split: str,
-    cifar10_dir: str | None,
-    imagenet100_dir: str | None,
-    tfds_data_dir: str | None,
-    download: bool,
-    max_size: int | None,
+  name: str,
+  split: str,
+  cifar10_dir: str | None,
+  imagenet100_dir: str | None,
+  tfds_data_dir: str | None,
+  download: bool,
+  max_size: int | None,
 ) -> Source:
   description = f"{name}[{split}]"
   if name in _TFDS_NAMES:
@@ -114,13 +113,13 @@ def load_source(name: str, split: str, data_cfg: Any, *, max_size: int | None = 
   check_name(name)
   platform.hide_gpus_from_tensorflow()  # before TensorFlow touches any device
   return _load_cached(
-      name,
-      split,
-      (data_cfg.cifar10_dir or os.environ.get(CIFAR10_ENV_VAR)) if name == "cifar10_local" else None,
-      data_cfg.imagenet100_dir if name == "imagenet100" else None,
-      data_cfg.tfds_data_dir if name in _TFDS_NAMES else None,
-      bool(data_cfg.download) if name in _TFDS_NAMES else False,
-      max_size,
+    name,
+    split,
+    (data_cfg.cifar10_dir or os.environ.get(CIFAR10_ENV_VAR)) if name == "cifar10_local" else None,
+    data_cfg.imagenet100_dir if name == "imagenet100" else None,
+    data_cfg.tfds_data_dir if name in _TFDS_NAMES else None,
+    bool(data_cfg.download) if name in _TFDS_NAMES else False,
+    max_size,
   )
 
 
@@ -138,21 +137,21 @@ CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_FILES = ("test_batch",)
 # md5 sums of the official cifar-10-python.tar.gz contents.
 _CIFAR10_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
+  "data_batch_1": "c99cafc152244af753f735de768cd75f",
+  "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+  "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+  "data_batch_4": "634d18415352ddfa80567beed471001a",
+  "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+  "test_batch": "40351d587109b95175f43aff81a1287e",
 }
 
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
+  ("numpy.core.multiarray", "_reconstruct"),
+  ("numpy._core.multiarray", "_reconstruct"),
+  ("numpy.core.numeric", "_frombuffer"),
+  ("numpy._core.numeric", "_frombuffer"),
+  ("numpy", "ndarray"),
+  ("numpy", "dtype"),
 }
 
 
@@ -165,9 +164,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def _cifar10_how_to_fix() -> str:
   return (
-      "Set --config.data.cifar10_dir=PATH (or the HJEPA_CIFAR10_DIR environment variable) to a folder "
-      f"with {', '.join(CIFAR10_TRAIN_FILES)} and test_batch (the python-pickle layout of cifar-10-python.tar.gz), "
-      "or use dataset 'cifar10' with --config.data.tfds_data_dir=... where it has been prepared."
+    "Set --config.data.cifar10_dir=PATH (or the HJEPA_CIFAR10_DIR environment variable) to a folder "
+    f"with {', '.join(CIFAR10_TRAIN_FILES)} and test_batch (the python-pickle layout of cifar-10-python.tar.gz), "
+    "or use dataset 'cifar10' with --config.data.tfds_data_dir=... where it has been prepared."
   )
 
 
@@ -189,8 +188,8 @@ def verify_cifar10_md5(root: Path) -> None:
     digest = hashlib.md5((root / name).read_bytes()).hexdigest()
     if digest != expected:
       raise DataError(
-          f"{root / name} has md5 {digest}, expected {expected}: the file is corrupt or not the "
-          "official CIFAR-10 python release. Re-extract cifar-10-python.tar.gz."
+        f"{root / name} has md5 {digest}, expected {expected}: the file is corrupt or not the "
+        "official CIFAR-10 python release. Re-extract cifar-10-python.tar.gz."
       )
 
 
@@ -268,7 +267,7 @@ def imagenet100_classes() -> tuple[str, ...]:
     wnids = tuple(line.strip() for line in IMAGENET100_CLASSES_FILE.read_text().splitlines() if line.strip())
   except OSError as e:
     raise DataError(
-        f"ImageNet-100 class list missing at {IMAGENET100_CLASSES_FILE}; restore it from the repository."
+      f"ImageNet-100 class list missing at {IMAGENET100_CLASSES_FILE}; restore it from the repository."
     ) from e
   if len(wnids) != 100 or len(set(wnids)) != 100:
     raise DataError(f"{IMAGENET100_CLASSES_FILE} must list 100 distinct WordNet ids, found {len(set(wnids))}.")
@@ -279,17 +278,17 @@ def scan_imagenet100(root: str | None, split: str) -> tuple[np.ndarray, np.ndarr
   """Sorted image paths (numpy str array) and int32 labels of one split."""
   if not root:
     raise DataError(
-        "Dataset 'imagenet100' needs --config.data.imagenet100_dir=ROOT, a folder with "
-        "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (the ImageNet image-folder layout)."
+      "Dataset 'imagenet100' needs --config.data.imagenet100_dir=ROOT, a folder with "
+      "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (the ImageNet image-folder layout)."
     )
   if split not in _IMAGENET100_SPLIT_DIRS:
     raise DataError(f"imagenet100 has splits 'train' and 'val' ('test' means 'val'), not {split!r}.")
   split_dir = Path(root).expanduser() / _IMAGENET100_SPLIT_DIRS[split]
   if not split_dir.is_dir():
     raise DataError(
-        f"ImageNet-100 split folder {split_dir} does not exist. Point --config.data.imagenet100_dir at a "
-        f"folder containing {_IMAGENET100_SPLIT_DIRS[split]}/<wnid>/*.JPEG for the classes in "
-        f"{IMAGENET100_CLASSES_FILE}."
+      f"ImageNet-100 split folder {split_dir} does not exist. Point --config.data.imagenet100_dir at a "
+      f"folder containing {_IMAGENET100_SPLIT_DIRS[split]}/<wnid>/*.JPEG for the classes in "
+      f"{IMAGENET100_CLASSES_FILE}."
     )
   paths, labels, missing = [], [], []
   for label, wnid in enumerate(imagenet100_classes()):
@@ -302,8 +301,8 @@ def scan_imagenet100(root: str | None, split: str) -> tuple[np.ndarray, np.ndarr
     labels.extend([label] * len(names))
   if not paths:
     raise DataError(
-        f"No images of the 100 ImageNet-100 classes under {split_dir} (expected {split_dir}/<wnid>/*.JPEG, "
-        f"e.g. {split_dir / imagenet100_classes()[0]}). Check --config.data.imagenet100_dir."
+      f"No images of the 100 ImageNet-100 classes under {split_dir} (expected {split_dir}/<wnid>/*.JPEG, "
+      f"e.g. {split_dir / imagenet100_classes()[0]}). Check --config.data.imagenet100_dir."
     )
   if missing:
     _log.warning("ImageNet-100 %s: %d of 100 class folders missing under %s", split, len(missing), split_dir)
@@ -345,14 +344,14 @@ def _tfds_offline_options(name: str) -> str:
   if name == "cifar10":
     local = "use dataset 'cifar10_local' with --config.data.cifar10_dir=PATH to the python-pickle folder, "
   return (
-      f"Offline options: {local}point --config.data.tfds_data_dir=DIR at a folder where {name} has been "
-      f"prepared (e.g. copied from a machine that ran tfds.builder('{name}').download_and_prepare()), "
-      "or set --config.data.download=True on a machine with network access."
+    f"Offline options: {local}point --config.data.tfds_data_dir=DIR at a folder where {name} has been "
+    f"prepared (e.g. copied from a machine that ran tfds.builder('{name}').download_and_prepare()), "
+    "or set --config.data.download=True on a machine with network access."
   )
 
 
 def load_tfds(
-    name: str, split: str, *, data_dir: str | None, download: bool, max_size: int | None = None
+  name: str, split: str, *, data_dir: str | None, download: bool, max_size: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
   """uint8 images [N, H, W, 3] and int32 labels (-1 where unlabelled).
 
@@ -368,9 +367,9 @@ def load_tfds(
   if download:
     if not network_available():
       raise DataError(
-          f"--config.data.download=True but there is no network (no connection to {_PROBE_HOST[0]} "
-          f"within {_PROBE_TIMEOUT_S:.0f} s), so TFDS dataset {name!r} cannot be downloaded. "
-          + _tfds_offline_options(name)
+        f"--config.data.download=True but there is no network (no connection to {_PROBE_HOST[0]} "
+        f"within {_PROBE_TIMEOUT_S:.0f} s), so TFDS dataset {name!r} cannot be downloaded. "
+        + _tfds_offline_options(name)
       )
     try:
       builder.download_and_prepare()
@@ -380,15 +379,15 @@ def load_tfds(
     ds = builder.as_dataset(split=split, shuffle_files=False)
   except (AssertionError, FileNotFoundError) as e:
     raise DataError(
-        f"TFDS dataset {name!r} is not prepared in {data_dir or 'the default TFDS data_dir'} "
-        f"and --config.data.download is False. {_tfds_offline_options(name)}"
+      f"TFDS dataset {name!r} is not prepared in {data_dir or 'the default TFDS data_dir'} "
+      f"and --config.data.download is False. {_tfds_offline_options(name)}"
     ) from e
   except ValueError as e:  # unknown split
     raise DataError(f"TFDS dataset {name!r} has no split {split!r}: {e}") from e
   ds = ds.map(
-      lambda ex: (augment.shrink_to_max_size(ex["image"], max_size), tf.cast(ex["label"], tf.int32)),
-      num_parallel_calls=tf.data.AUTOTUNE,
-      deterministic=True,
+    lambda ex: (augment.shrink_to_max_size(ex["image"], max_size), tf.cast(ex["label"], tf.int32)),
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=True,
   )
   images, labels = _collect(tfds.as_numpy(ds.batch(1024)), _known_size(builder, split))
   if not len(images):

@@ -5,6 +5,7 @@ package calls it on the config it is given, so a bad value fails in seconds with
 of after minutes of data loading. The code that loads, augments and orders data trusts what passed here.
 Kept free of TensorFlow so configs can be validated cheaply.
 """
+
 import dataclasses
 import math
 import numbers
@@ -22,11 +23,11 @@ class DataError(Exception):
 
 # name -> (number of classes, default pretraining split, labelled splits)
 _DATASETS: dict[str, tuple[int, str, tuple[str, ...]]] = {
-    "cifar10": (10, "train", ("train", "test")),
-    "cifar10_local": (10, "train", ("train", "test")),
-    "stl10": (10, "unlabelled+train", ("train", "test")),
-    "imagenet100": (100, "train", ("train", "val")),
-    "digits": (10, "train", ("train", "test")),
+  "cifar10": (10, "train", ("train", "test")),
+  "cifar10_local": (10, "train", ("train", "test")),
+  "stl10": (10, "unlabelled+train", ("train", "test")),
+  "imagenet100": (100, "train", ("train", "val")),
+  "digits": (10, "train", ("train", "test")),
 }
 
 DATASET_NAMES = tuple(_DATASETS)
@@ -95,8 +96,11 @@ def _entry_to_dict(entry: Any) -> dict[str, Any]:
     return _parse_entry_string(entry)
   if isinstance(entry, Mapping) or hasattr(entry, "to_dict"):
     return dict(entry.to_dict() if hasattr(entry, "to_dict") else entry)
-  _fail(f"bad entry {entry!r}: use a string 'name', 'name:weight', 'name@split' or 'name@split:weight', "
-        "e.g. 'stl10@unlabelled+train:0.8'.", "datasets")
+  _fail(
+    f"bad entry {entry!r}: use a string 'name', 'name:weight', 'name@split' or 'name@split:weight', "
+    "e.g. 'stl10@unlabelled+train:0.8'.",
+    "datasets",
+  )
 
 
 def parse_datasets(datasets: Any) -> list[DatasetSpec]:
@@ -118,10 +122,12 @@ def parse_datasets(datasets: Any) -> list[DatasetSpec]:
     name = str(e["name"])
     check_name(name, "datasets")
     weight = e.get("weight", 1.0)
-    _require(not isinstance(weight, bool) and isinstance(weight, (int, float)) and math.isfinite(weight)
-             and weight > 0, "datasets",
-             f"dataset {name!r} has weight {weight!r}; weights must be positive finite numbers "
-             "(they are normalised to sum to 1). Remove the entry instead of giving it weight 0.")
+    _require(
+      not isinstance(weight, bool) and isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0,
+      "datasets",
+      f"dataset {name!r} has weight {weight!r}; weights must be positive finite numbers "
+      "(they are normalised to sum to 1). Remove the entry instead of giving it weight 0.",
+    )
     split = e.get("split") or _DATASETS[name][1]
     specs.append(DatasetSpec(name=name, split=str(split), weight=float(weight)))
   keys = [(s.name, s.split) for s in specs]
@@ -146,13 +152,22 @@ def _check_multicrop(data_cfg: Any) -> None:
   """All of data.multicrop, also when it is off."""
   mc = data_cfg.multicrop
   num_local, local_size = mc.num_local, mc.local_size
-  _require(_is_int(num_local) and num_local >= 0, "multicrop.num_local",
-           f"must be an integer >= 0 (0 turns local views off), got {num_local!r}")
-  _require(_is_int(local_size) and local_size >= 2, "multicrop.local_size",
-           f"must be an integer >= 2 pixels, got {local_size!r}")
+  _require(
+    _is_int(num_local) and num_local >= 0,
+    "multicrop.num_local",
+    f"must be an integer >= 0 (0 turns local views off), got {num_local!r}",
+  )
+  _require(
+    _is_int(local_size) and local_size >= 2,
+    "multicrop.local_size",
+    f"must be an integer >= 2 pixels, got {local_size!r}",
+  )
   # Only bounded by image_size when in use: the default 96 px must not fail 32 px runs without local views.
-  _require(num_local == 0 or local_size <= data_cfg.image_size, "multicrop.local_size",
-           f"must be <= image_size ({data_cfg.image_size}) when num_local > 0, got {local_size}")
+  _require(
+    num_local == 0 or local_size <= data_cfg.image_size,
+    "multicrop.local_size",
+    f"must be <= image_size ({data_cfg.image_size}) when num_local > 0, got {local_size}",
+  )
   _pair(mc.local_scale, "multicrop.local_scale", 0.0, 1.0)
 
 
@@ -166,16 +181,25 @@ def check_data_config(data_cfg: Any) -> list[DatasetSpec]:
     _require(value is None or isinstance(value, str), key, f"must be a path, got {value!r}")
   _require(isinstance(data_cfg.download, bool), "download", "must be True or False")
   stored = data_cfg.max_stored_size
-  _require(stored is None or stored >= data_cfg.image_size, "max_stored_size",
-           f"must be unset or >= image_size ({data_cfg.image_size}), got {stored}")
-  _require(data_cfg.num_parallel_calls == -1 or data_cfg.num_parallel_calls >= 1, "num_parallel_calls",
-           f"must be -1 (AUTOTUNE) or >= 1, got {data_cfg.num_parallel_calls}")
+  _require(
+    stored is None or stored >= data_cfg.image_size,
+    "max_stored_size",
+    f"must be unset or >= image_size ({data_cfg.image_size}), got {stored}",
+  )
+  _require(
+    data_cfg.num_parallel_calls == -1 or data_cfg.num_parallel_calls >= 1,
+    "num_parallel_calls",
+    f"must be -1 (AUTOTUNE) or >= 1, got {data_cfg.num_parallel_calls}",
+  )
   _require(data_cfg.prefetch >= -1, "prefetch", f"must be -1 (AUTOTUNE), 0 or more, got {data_cfg.prefetch}")
   _pair(data_cfg.crop_scale, "crop_scale", 0.0, 1.0)
   _pair(data_cfg.crop_ratio, "crop_ratio", 0.0, None)
   _require(isinstance(data_cfg.horizontal_flip, bool), "horizontal_flip", "must be True or False")
-  _require(math.isfinite(data_cfg.deit3_strength) and data_cfg.deit3_strength >= 0, "deit3_strength",
-           f"must be >= 0 (0 turns 3-Augment off), got {data_cfg.deit3_strength}")
+  _require(
+    math.isfinite(data_cfg.deit3_strength) and data_cfg.deit3_strength >= 0,
+    "deit3_strength",
+    f"must be >= 0 (0 turns 3-Augment off), got {data_cfg.deit3_strength}",
+  )
   _check_multicrop(data_cfg)
   name = data_cfg.eval_dataset
   check_name(name, "eval_dataset")
@@ -183,6 +207,7 @@ def check_data_config(data_cfg: Any) -> list[DatasetSpec]:
     check_labelled_split(name, data_cfg[key], key)
   cap = data_cfg.eval_max_examples
   _require(cap is None or cap >= 1, "eval_max_examples", f"must be unset or >= 1, got {cap}")
-  _require(0 < data_cfg.eval_crop_fraction <= 1, "eval_crop_fraction",
-           f"must be in (0, 1], got {data_cfg.eval_crop_fraction}")
+  _require(
+    0 < data_cfg.eval_crop_fraction <= 1, "eval_crop_fraction", f"must be in (0, 1], got {data_cfg.eval_crop_fraction}"
+  )
   return mixture

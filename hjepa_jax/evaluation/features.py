@@ -5,6 +5,7 @@ concatenation of the average-pooled outputs of the last four blocks (a stronger 
 "levelK" keeps the layout of hierarchy level K: the last layer's tokens averaged over each
 2^K x 2^K cell of the patch grid (the cells the level-K loss compares), cells concatenated.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,7 +32,7 @@ def make_feature_fn(model, kinds=("avgpool",)):
       feats["last4"] = jnp.concatenate([b.astype(jnp.float32).mean(1) for b in aux["blocks"][-4:]], -1)
     for kind in kinds:
       if kind.startswith("level"):
-        feats[kind] = level_features(out, model.grid, int(kind[len("level"):]))
+        feats[kind] = level_features(out, model.grid, int(kind[len("level") :]))
     return feats
 
   return fn
@@ -42,12 +43,12 @@ def extract_features(feature_fn, enc_params, images, batch_size=256):
   n = len(images)
   out = {}
   for start in range(0, n, batch_size):
-    chunk = images[start:start + batch_size]
+    chunk = images[start : start + batch_size]
     pad = batch_size - len(chunk)
     if pad:
       chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
     for k, v in jax.device_get(feature_fn(enc_params, chunk)).items():
-      out.setdefault(k, []).append(v[:batch_size - pad])
+      out.setdefault(k, []).append(v[: batch_size - pad])
   return {k: np.concatenate(v) for k, v in out.items()}
 
 

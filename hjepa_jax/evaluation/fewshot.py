@@ -98,9 +98,7 @@ def fewshot_episodes(
   classes, counts = np.unique(labels_np, return_counts=True)
   eligible = classes[counts >= k_shot + n_query]
   if eligible.size < 2:
-    raise ValueError(
-      f"need >= 2 classes with >= {k_shot + n_query} examples, found {eligible.size}"
-    )
+    raise ValueError(f"need >= 2 classes with >= {k_shot + n_query} examples, found {eligible.size}")
   n_way = int(min(n_way, eligible.size))
   order = np.argsort(labels_np, kind="stable")
   sorted_labels = labels_np[order]
@@ -217,7 +215,12 @@ def ridge_fewshot(
   # The solve runs on the CPU on backends without linalg kernels (jax-metal).
   train_x, test_x = _on_linalg_device(train_x, test_x)
   correct = _ridge_correct(
-    train_x, train_y_np.astype(np.int32), test_x, test_y, selections, np.float32(l2_reg),
+    train_x,
+    train_y_np.astype(np.int32),
+    test_x,
+    test_y,
+    selections,
+    np.float32(l2_reg),
     num_classes=int(num_classes),
   )
   correct = np.asarray(jax.device_get(correct))

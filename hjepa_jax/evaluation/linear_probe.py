@@ -126,8 +126,14 @@ def _correct_count(w, b, x, y, mean, std):
 def _fit(x, y, lrs, wds, key, *, num_classes, epochs, batch_size):
   mean, std = _standardize_stats(x)
   w, b = _train_probes(
-    (x - mean) / std, y, lrs, wds, key,
-    num_classes=num_classes, epochs=epochs, batch_size=min(batch_size, x.shape[0]),
+    (x - mean) / std,
+    y,
+    lrs,
+    wds,
+    key,
+    num_classes=num_classes,
+    epochs=epochs,
+    batch_size=min(batch_size, x.shape[0]),
   )
   return w, b, mean, std
 
@@ -139,8 +145,14 @@ def _sweep(x, y, lrs, wds, seed, *, num_classes, epochs, batch_size, n_hold):
   perm = jnp.argsort(jax.random.uniform(split_key, (x.shape[0],)))
   hold, fit = perm[:n_hold], perm[n_hold:]
   w, b, mean, std = _fit(
-    x[fit], y[fit], lrs, wds, fit_key,
-    num_classes=num_classes, epochs=epochs, batch_size=batch_size,
+    x[fit],
+    y[fit],
+    lrs,
+    wds,
+    fit_key,
+    num_classes=num_classes,
+    epochs=epochs,
+    batch_size=batch_size,
   )
   return _correct_count(w, b, x[hold], y[hold], mean, std)
 
@@ -150,8 +162,14 @@ def _final(x, y, test_x, test_y, lr, wd, seed, *, num_classes, epochs, batch_siz
   """Test correct count of one probe fitted on all of (x, y)."""
   key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
   w, b, mean, std = _fit(
-    x, y, lr[None], wd[None], key,
-    num_classes=num_classes, epochs=epochs, batch_size=batch_size,
+    x,
+    y,
+    lr[None],
+    wd[None],
+    key,
+    num_classes=num_classes,
+    epochs=epochs,
+    batch_size=batch_size,
   )
   return _correct_count(w, b, test_x, test_y, mean, std)[0]
 
@@ -203,23 +221,29 @@ def linear_probe(
   best = 0
   if n_hold > 0:
     counts = _sweep(
-      train_x, train_y,
+      train_x,
+      train_y,
       np.asarray([g[0] for g in grid], np.float32),
       np.asarray([g[1] for g in grid], np.float32),
-      seed_arr, n_hold=n_hold, **static,
+      seed_arr,
+      n_hold=n_hold,
+      **static,
     )
     accs = [int(c) / n_hold for c in jax.device_get(counts)]
     best = int(np.argmax(accs))  # first maximum: deterministic tie-break
     holdout_top1 = float(accs[best])
-    sweep = [
-      {"lr": lr, "weight_decay": wd, "holdout_top1": float(a)}
-      for (lr, wd), a in zip(grid, accs)
-    ]
+    sweep = [{"lr": lr, "weight_decay": wd, "holdout_top1": float(a)} for (lr, wd), a in zip(grid, accs)]
 
   best_lr, best_wd = grid[best]
   correct = _final(
-    train_x, train_y, test_x, test_y,
-    np.float32(best_lr), np.float32(best_wd), seed_arr, **static,
+    train_x,
+    train_y,
+    test_x,
+    test_y,
+    np.float32(best_lr),
+    np.float32(best_wd),
+    seed_arr,
+    **static,
   )
   top1 = float(correct) / int(test_x.shape[0])
   return {

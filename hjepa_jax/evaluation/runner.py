@@ -7,6 +7,7 @@ encoder instead (same architecture, same seed): the baseline every trained numbe
 Results go to WORKDIR/evaluation/results.json and results.md (results_random_init.* for the
 baseline, so both coexist and results.md shows them side by side).
 """
+
 import contextlib
 import datetime
 import json
@@ -54,8 +55,10 @@ def resolve_eval_types(eval_types):
   names = [t.strip() for t in eval_types if t.strip()]
   unknown = sorted(set(names) - set(EVAL_TYPES) - {"all"})
   if unknown or not names:
-    raise EvaluationError(f"unknown eval type(s) {unknown or names}: use 'all' or a comma-separated subset of "
-                          f"{','.join(EVAL_TYPES)}, e.g. --eval_types=knn,linear_probe")
+    raise EvaluationError(
+      f"unknown eval type(s) {unknown or names}: use 'all' or a comma-separated subset of "
+      f"{','.join(EVAL_TYPES)}, e.g. --eval_types=knn,linear_probe"
+    )
   return EVAL_TYPES if "all" in names else tuple(t for t in EVAL_TYPES if t in names)
 
 
@@ -67,8 +70,10 @@ def load_run_config(workdir):
   """
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found: --workdir must be a run directory of launch/main.py "
-                            "(it writes config.json when the run starts)")
+    raise FileNotFoundError(
+      f"{path} not found: --workdir must be a run directory of launch/main.py "
+      "(it writes config.json when the run starts)"
+    )
   with open(path) as f:
     saved = json.load(f)
   cfg = config_lib.base_config()
@@ -89,8 +94,10 @@ def _merge(cfg, saved):
 def eval_splits(name, data_cfg):
   """(train split, test split): the run's own eval splits for its eval dataset, else the standard ones."""
   if name not in data_lib.DATASET_NAMES:
-    raise EvaluationError(f"unknown dataset {name!r}: use one of {', '.join(data_lib.DATASET_NAMES)} "
-                          f"(or leave --dataset unset for the run's data.eval_dataset, {data_cfg.eval_dataset!r})")
+    raise EvaluationError(
+      f"unknown dataset {name!r}: use one of {', '.join(data_lib.DATASET_NAMES)} "
+      f"(or leave --dataset unset for the run's data.eval_dataset, {data_cfg.eval_dataset!r})"
+    )
   if name == data_cfg.eval_dataset:
     return data_cfg.eval_split_train, data_cfg.eval_split_test
   return "train", "val" if name == "imagenet100" else "test"
@@ -101,8 +108,10 @@ def _check_fewshot_possible(labels):
   counts = np.bincount(labels)
   need = max(FEWSHOT_SHOTS) + FEWSHOT_QUERIES
   if int(np.sum(counts >= need)) < 2:
-    raise EvaluationError(f"few-shot episodes need >= {need} test images in at least 2 classes, the largest class "
-                          f"has {counts.max()}: raise --max_examples or leave fewshot out of --eval_types")
+    raise EvaluationError(
+      f"few-shot episodes need >= {need} test images in at least 2 classes, the largest class "
+      f"has {counts.max()}: raise --max_examples or leave fewshot out of --eval_types"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,8 +137,9 @@ def feature_names(model, kinds):
   kinds = [k.strip() for k in kinds if k.strip()]
   unknown = sorted(set(kinds) - set(FEATURE_KINDS))
   if unknown or not kinds:
-    raise EvaluationError(f"unknown feature kind(s) {unknown or kinds}: use a comma-separated subset of "
-                          f"{','.join(FEATURE_KINDS)}")
+    raise EvaluationError(
+      f"unknown feature kind(s) {unknown or kinds}: use a comma-separated subset of {','.join(FEATURE_KINDS)}"
+    )
   last = f"last{min(LAST_BLOCKS, model.encoder.depth)}"
   return {(last if k == "last4" else k): k for k in FEATURE_KINDS if k in kinds}
 
@@ -156,8 +166,12 @@ def _knn(train_x, train_y, test_x, test_y, num_classes):
 
 def _linear_probe(train_x, train_y, test_x, test_y, num_classes):
   r = linear_probe(train_x, train_y, test_x, test_y, num_classes=num_classes)
-  metrics = {"linear_probe_top1": r["top1"], "linear_probe_holdout_top1": r["holdout_top1"],
-             "linear_probe_best_lr": r["best_lr"], "linear_probe_best_weight_decay": r["best_weight_decay"]}
+  metrics = {
+    "linear_probe_top1": r["top1"],
+    "linear_probe_holdout_top1": r["holdout_top1"],
+    "linear_probe_best_lr": r["best_lr"],
+    "linear_probe_best_weight_decay": r["best_weight_decay"],
+  }
   return metrics, {"linear_probe_sweep": r["sweep"]}
 
 
@@ -193,8 +207,19 @@ def _timed(seconds, name):
 # ---------------------------------------------------------------------------------------------
 
 
-def evaluate_run(workdir, *, step=None, best=False, eval_types=("all",), dataset=None, random_init=False,
-                 max_examples=None, batch_size=256, feature_kinds=DEFAULT_FEATURE_KINDS, write=True):
+def evaluate_run(
+  workdir,
+  *,
+  step=None,
+  best=False,
+  eval_types=("all",),
+  dataset=None,
+  random_init=False,
+  max_examples=None,
+  batch_size=256,
+  feature_kinds=DEFAULT_FEATURE_KINDS,
+  write=True,
+):
   """Evaluates one checkpoint of `workdir` (default: the newest) and returns the results dict.
 
   `dataset` defaults to the run's data.eval_dataset; `max_examples` (per split, a fixed random
@@ -219,12 +244,20 @@ def evaluate_run(workdir, *, step=None, best=False, eval_types=("all",), dataset
     step, params, source = encoder_params(model, cfg, workdir, step=step, best=best, random_init=random_init)
     params = jax.block_until_ready(params)
   with _timed(seconds, "load_data"):
-    splits = {role: data_lib.load_labelled(name, split, data_cfg, image_size=model.image_size,
-                                           max_examples=max_examples) for role, split in split_names.items()}
+    splits = {
+      role: data_lib.load_labelled(name, split, data_cfg, image_size=model.image_size, max_examples=max_examples)
+      for role, split in split_names.items()
+    }
   if "fewshot" in types:
     _check_fewshot_possible(splits["test"][1])
-  logging.info("evaluating %s of %s on %s: %d train / %d test images", source, workdir, name,
-               len(splits["train"][1]), len(splits["test"][1]))
+  logging.info(
+    "evaluating %s of %s on %s: %d train / %d test images",
+    source,
+    workdir,
+    name,
+    len(splits["train"][1]),
+    len(splits["test"][1]),
+  )
   with _timed(seconds, "extract_features"):
     feats = embed(model, params, splits, names, batch_size)
 
@@ -239,27 +272,30 @@ def evaluate_run(workdir, *, step=None, best=False, eval_types=("all",), dataset
     logging.info("%s done in %.1f s", t, seconds[t])
 
   depth = model.encoder.depth
-  notes = [f"{name}: the encoder has {depth} blocks, so the last-{LAST_BLOCKS} features concatenate all {depth}"
-           for name in feats if name.startswith("last") and name != f"last{LAST_BLOCKS}"]
+  notes = [
+    f"{name}: the encoder has {depth} blocks, so the last-{LAST_BLOCKS} features concatenate all {depth}"
+    for name in feats
+    if name.startswith("last") and name != f"last{LAST_BLOCKS}"
+  ]
   seconds["total"] = round(time.time() - started, 3)
   results = {
-      "workdir": os.path.abspath(workdir),
-      "step": int(step),
-      "source": source,
-      "random_init": bool(random_init),
-      "dataset": name,
-      "splits": {role: {"split": split_names[role], "size": int(len(splits[role][1]))} for role in splits},
-      "num_classes": num_classes,
-      "max_examples": max_examples,
-      "image_size": model.image_size,
-      "feature_kinds": list(feats),
-      "eval_types": list(types),
-      "metrics": metrics,
-      "details": details,
-      "notes": notes,
-      "seconds": seconds,
-      "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "jax": {"version": jax.__version__, "backend": jax.default_backend()},
+    "workdir": os.path.abspath(workdir),
+    "step": int(step),
+    "source": source,
+    "random_init": bool(random_init),
+    "dataset": name,
+    "splits": {role: {"split": split_names[role], "size": int(len(splits[role][1]))} for role in splits},
+    "num_classes": num_classes,
+    "max_examples": max_examples,
+    "image_size": model.image_size,
+    "feature_kinds": list(feats),
+    "eval_types": list(types),
+    "metrics": metrics,
+    "details": details,
+    "notes": notes,
+    "seconds": seconds,
+    "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "jax": {"version": jax.__version__, "backend": jax.default_backend()},
   }
   if write:
     write_results(workdir, results)
@@ -304,8 +340,9 @@ def write_results(workdir, results):
   if baseline is not None:
     _write_text(results_path(workdir, True, "md"), format_table(baseline))
   if trained is not None:
-    _write_text(results_path(workdir, ext="md"),
-                format_table(trained, baseline if comparable(trained, baseline) else None))
+    _write_text(
+      results_path(workdir, ext="md"), format_table(trained, baseline if comparable(trained, baseline) else None)
+    )
 
 
 def _fmt(value):
@@ -336,10 +373,14 @@ def _columns(results, baseline):
 def format_table(results, baseline=None):
   """Markdown: a header line, one row per metric, one column per feature kind (and its baseline)."""
   r = results
-  sizes = f"{r['splits']['train']['size']} {r['splits']['train']['split']} / {r['splits']['test']['size']} " \
-          f"{r['splits']['test']['split']} images"
-  lines = [f"**{os.path.basename(r['workdir'])}**, step {r['step']}, {r['source']}; {r['dataset']}: {sizes}; "
-           f"{r['timestamp']}", ""]
+  sizes = (
+    f"{r['splits']['train']['size']} {r['splits']['train']['split']} / {r['splits']['test']['size']} "
+    f"{r['splits']['test']['split']} images"
+  )
+  lines = [
+    f"**{os.path.basename(r['workdir'])}**, step {r['step']}, {r['source']}; {r['dataset']}: {sizes}; {r['timestamp']}",
+    "",
+  ]
   columns = _columns(r, baseline)
   lines.append("| metric | " + " | ".join(name for name, _ in columns) + " |")
   lines.append("|:---|" + "---:|" * len(columns))

@@ -8,6 +8,7 @@ Every cell's parent contains its tokens, so a valid cell only ever reads a valid
 cells (zeros from pooling) produce outputs that the loss masks out. All gathers use static index
 arrays or take_along_axis, so shapes are static and one compile serves every mask draw.
 """
+
 import math
 from typing import Any, Optional
 
@@ -22,7 +23,7 @@ FUSIONS = ("add", "concat")
 
 def cell_ids(idx, grid, level=1):
   """Cell index at `level` of each token's grid index idx (same formula as pool_to_level)."""
-  cell = 2 ** level
+  cell = 2**level
   cells_w = math.ceil(grid[1] / cell)
   return (idx // grid[1] // cell) * cells_w + (idx % grid[1]) // cell
 
@@ -31,7 +32,7 @@ def parent_cells(grid, level):
   """Static (C_level,) int32: for each cell of `level` >= 1, its parent cell at level + 1."""
   if level < 1:
     raise ValueError(f"parent_cells needs level >= 1 (level 0 tokens use cell_ids), got {level}")
-  rows, cols = (math.ceil(n / 2 ** level) for n in grid)
+  rows, cols = (math.ceil(n / 2**level) for n in grid)
   r, c = np.divmod(np.arange(rows * cols), cols)
   return ((r // 2) * math.ceil(cols / 2) + c // 2).astype(np.int32)
 
@@ -43,9 +44,10 @@ class FPN(nn.Module):
   input width, so refined predictions can be regressed onto the same targets. dtype is the compute
   dtype; params stay float32.
   """
+
   num_levels: int
   feature_dim: int
-  fusion: str                     # one of FUSIONS (checked at start-up: model.fpn.fusion)
+  fusion: str  # one of FUSIONS (checked at start-up: model.fpn.fusion)
   out_dim: Optional[int] = None
   dtype: Any = jnp.float32
 

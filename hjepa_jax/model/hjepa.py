@@ -6,6 +6,7 @@ Optional heads, each with its own params subtree: `fpn` refines the per-level pr
 top-down (model.fpn.*), `projector` maps pooled context embeddings of whole views into the space
 of the contrastive / VICReg losses (loss.contrastive, loss.vicreg).
 """
+
 import dataclasses
 import functools
 from typing import Optional
@@ -34,6 +35,7 @@ def normalize_images(images):
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   """Everything that fixes the architecture; experiment.model_spec builds it from `config.model`."""
+
   image_size: int
   width: int
   depth: int
@@ -43,10 +45,10 @@ class ModelSpec:
   predictor_width: int
   predictor_depth: int
   predictor_num_heads: int
-  fpn_levels: int                 # 0: no FPN; else the number of hierarchy levels it spans
+  fpn_levels: int  # 0: no FPN; else the number of hierarchy levels it spans
   fpn_feature_dim: int
   fpn_fusion: str
-  projector_hidden: int           # 0: no projector (no view-level loss)
+  projector_hidden: int  # 0: no projector (no view-level loss)
   projector_dim: int
 
 
@@ -83,12 +85,15 @@ class HJEPA:
     params = {"encoder": enc, "predictor": pred}
     if self.fpn is not None:
       levels = [jnp.zeros((1, 1, n, self.encoder.width), jnp.float32)]
-      levels += [jnp.zeros((1, 1, hierarchy.num_cells(self.grid, k), self.encoder.width), jnp.float32)
-                 for k in range(1, self.fpn.num_levels)]
+      levels += [
+        jnp.zeros((1, 1, hierarchy.num_cells(self.grid, k), self.encoder.width), jnp.float32)
+        for k in range(1, self.fpn.num_levels)
+      ]
       params["fpn"] = self.fpn.init(jax.random.fold_in(k_pred, 1), levels, idx[:, None], self.grid)["params"]
     if self.projector is not None:
-      params["projector"] = self.projector.init(jax.random.fold_in(k_pred, 2),
-                                                jnp.zeros((1, self.encoder.width), jnp.float32))["params"]
+      params["projector"] = self.projector.init(
+        jax.random.fold_in(k_pred, 2), jnp.zeros((1, self.encoder.width), jnp.float32)
+      )["params"]
     return params
 
   def encode(self, enc_params, images, token_idx=None, token_valid=None):
@@ -98,8 +103,15 @@ class HJEPA:
   def predict(self, params, images, masks):
     """Context encoder on context tokens only, then predictor at every target position."""
     ctx, _ = self.encode(params["encoder"], images, masks["context_idx"], masks["context_valid"])
-    pred = self.predictor.apply({"params": params["predictor"]}, ctx, masks["context_idx"], masks["context_valid"],
-                                masks["target_idx"], masks["target_valid"], self.grid)
+    pred = self.predictor.apply(
+      {"params": params["predictor"]},
+      ctx,
+      masks["context_idx"],
+      masks["context_valid"],
+      masks["target_idx"],
+      masks["target_valid"],
+      self.grid,
+    )
     return pred, ctx
 
   def refine_levels(self, params, levels, idx):
@@ -137,12 +149,18 @@ def _jitted_init(model, rng):
 def build_model(spec: ModelSpec) -> HJEPA:
   """HJEPA from a ModelSpec whose values experiment.model_spec has checked."""
   encoder = ViTEncoder(spec.width, spec.depth, spec.num_heads, spec.patch_size, opts=spec.block)
-  predictor = Predictor(spec.predictor_width, spec.predictor_depth, spec.predictor_num_heads,
-                        out_width=encoder.width, opts=spec.block)
+  predictor = Predictor(
+    spec.predictor_width, spec.predictor_depth, spec.predictor_num_heads, out_width=encoder.width, opts=spec.block
+  )
   fpn = None
   if spec.fpn_levels:
-    fpn = FPN(num_levels=spec.fpn_levels, feature_dim=spec.fpn_feature_dim, fusion=spec.fpn_fusion,
-              out_dim=encoder.width, dtype=spec.block.compute_dtype)
+    fpn = FPN(
+      num_levels=spec.fpn_levels,
+      feature_dim=spec.fpn_feature_dim,
+      fusion=spec.fpn_fusion,
+      out_dim=encoder.width,
+      dtype=spec.block.compute_dtype,
+    )
   projector = None
   if spec.projector_hidden:
     projector = Projector(spec.projector_hidden, spec.projector_dim, dtype=spec.block.compute_dtype)

@@ -3,6 +3,7 @@
 Both are functions of a token's (row, col) on the grid, so dropped tokens simply never appear and
 kept tokens carry their true positions into the encoder and predictor.
 """
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -22,7 +23,7 @@ def sincos_2d(grid_hw, width, temperature=10_000.0):
   omega = 1.0 / temperature ** (np.arange(width // 4) / (width // 4))
   out = []
   for axis in (0, 1):
-    angles = pos[:, axis:axis + 1] * omega[None]
+    angles = pos[:, axis : axis + 1] * omega[None]
     out += [np.sin(angles), np.cos(angles)]
   return np.concatenate(out, axis=1).astype(np.float32)
 
@@ -42,5 +43,5 @@ def apply_rope_2d(x, positions, base):
   angles = jnp.concatenate([pos[..., :1] * freqs, pos[..., 1:2] * freqs], axis=-1)  # (B, T, Dh/2)
   cos = jnp.cos(angles)[:, :, None, :].astype(x.dtype)
   sin = jnp.sin(angles)[:, :, None, :].astype(x.dtype)
-  x1, x2 = x[..., : dh // 2], x[..., dh // 2:]
+  x1, x2 = x[..., : dh // 2], x[..., dh // 2 :]
   return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)

@@ -3,6 +3,7 @@
 Each target block is predicted in its own sequence [context tokens | mask tokens of that block]
 (the I-JEPA layout), so blocks never see each other's mask tokens.
 """
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -12,6 +13,7 @@ from hjepa_jax.model.vit import BlockOptions, Transformer
 
 class Predictor(nn.Module):
   """__call__(ctx, ctx_idx, ctx_valid, tgt_idx, tgt_valid, grid) -> (B, M, Kt, out_width)."""
+
   width: int
   depth: int
   num_heads: int
@@ -28,7 +30,7 @@ class Predictor(nn.Module):
 
     x = nn.Dense(self.width, dtype=dt, param_dtype=jnp.float32, name="embed")(ctx)
     x = x + pos_table[ctx_idx].astype(x.dtype)
-    x = jnp.repeat(x, m, axis=0)                                   # (B*M, Kc, W): one sequence per block
+    x = jnp.repeat(x, m, axis=0)  # (B*M, Kc, W): one sequence per block
     mask_token = self.param("mask_token", nn.initializers.normal(0.02), (1, 1, self.width), jnp.float32)
     tgt_flat = tgt_idx.reshape(b * m, kt)
     q = mask_token.astype(x.dtype) + pos_table[tgt_flat].astype(x.dtype)

@@ -3,6 +3,7 @@
 Losses between whole views act on this projection, not on the encoder output itself, so the
 contrastive and VICReg terms shape a separate space and the encoder keeps JEPA's features.
 """
+
 import flax.linen as nn
 import jax.numpy as jnp
 

@@ -5,6 +5,7 @@ their grid positions and a validity mask, so the same blocks run on a dropped-to
 (context encoder), the full grid (target encoder) or context + mask tokens (predictor) with
 static shapes; padded tokens are never attended to.
 """
+
 import dataclasses
 import flax.linen as nn
 import jax
@@ -14,28 +15,35 @@ from hjepa_jax.model import posemb
 
 # name -> (width, depth, num_heads); patch size comes after the slash: "S/16".
 VARIANTS = {
-    "mu": (64, 2, 2),
-    "Ti": (192, 12, 3),
-    "S": (384, 12, 6),
-    "M": (512, 12, 8),
-    "B": (768, 12, 12),
-    "L": (1024, 24, 16),
-    "H": (1280, 32, 16),
+  "mu": (64, 2, 2),
+  "Ti": (192, 12, 3),
+  "S": (384, 12, 6),
+  "M": (512, 12, 8),
+  "B": (768, 12, 12),
+  "L": (1024, 24, 16),
+  "H": (1280, 32, 16),
 }
 
 REMAT_POLICIES = (
-    "none", "nothing_saveable", "everything_saveable", "dots_saveable",
-    "dots_with_no_batch_dims_saveable", "checkpoint_dots", "checkpoint_dots_with_no_batch_dims")
+  "none",
+  "nothing_saveable",
+  "everything_saveable",
+  "dots_saveable",
+  "dots_with_no_batch_dims_saveable",
+  "checkpoint_dots",
+  "checkpoint_dots_with_no_batch_dims",
+)
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def parse_variant(name):
-  """"S/16" -> dict(width=384, depth=12, num_heads=6, patch_size=16)."""
+  """ "S/16" -> dict(width=384, depth=12, num_heads=6, patch_size=16)."""
   base, sep, patch = name.partition("/")
   if base not in VARIANTS or not sep or not patch.isdigit():
-    raise ValueError(f"unknown ViT variant {name!r}: expected NAME/PATCH with NAME in "
-                     f"{sorted(VARIANTS)} (e.g. 'S/16', 'Ti/4')")
+    raise ValueError(
+      f"unknown ViT variant {name!r}: expected NAME/PATCH with NAME in {sorted(VARIANTS)} (e.g. 'S/16', 'Ti/4')"
+    )
   width, depth, heads = VARIANTS[base]
   return dict(width=width, depth=depth, num_heads=heads, patch_size=int(patch))
 
@@ -43,14 +51,15 @@ def parse_variant(name):
 @dataclasses.dataclass(frozen=True)
 class BlockOptions:
   """Switches shared by every transformer block (built from `config.model` by experiment.py)."""
+
   mlp_ratio: float
-  fused_attention: bool          # jax.nn.dot_product_attention vs. a plain einsum softmax
-  attention_impl: str            # "auto" lets jax/the plugin choose; "xla" | "cudnn" force one
-  layerscale_init: float         # > 0 enables LayerScale (CaiT/DeiT-III) with this init value
-  rope: bool                     # 2-D rotary embedding of q/k on the patch grid
+  fused_attention: bool  # jax.nn.dot_product_attention vs. a plain einsum softmax
+  attention_impl: str  # "auto" lets jax/the plugin choose; "xla" | "cudnn" force one
+  layerscale_init: float  # > 0 enables LayerScale (CaiT/DeiT-III) with this init value
+  rope: bool  # 2-D rotary embedding of q/k on the patch grid
   rope_base: float
-  remat: str                     # per-block jax.checkpoint policy name, or "none"
-  dtype: str                     # compute dtype; params stay float32
+  remat: str  # per-block jax.checkpoint policy name, or "none"
+  dtype: str  # compute dtype; params stay float32
 
   @property
   def compute_dtype(self):
@@ -73,6 +82,7 @@ def attention(q, k, v, key_valid, *, fused, implementation):
 
 class Block(nn.Module):
   """Pre-norm transformer block with optional LayerScale and 2-D RoPE."""
+
   width: int
   num_heads: int
   opts: BlockOptions
@@ -107,6 +117,7 @@ class Block(nn.Module):
 
 class Transformer(nn.Module):
   """`depth` blocks (each rematerialised with the configured policy) and a final LayerNorm."""
+
   width: int
   depth: int
   num_heads: int
@@ -132,6 +143,7 @@ class ViTEncoder(nn.Module):
   `token_idx` (B, T) selects which patches enter the transformer (dropped ones are never seen)
   and aux holds "blocks": every block's output, for evaluators that read intermediate layers.
   """
+
   width: int
   depth: int
   num_heads: int
@@ -144,8 +156,15 @@ class ViTEncoder(nn.Module):
     if images.shape[1] % p or images.shape[2] % p:
       raise ValueError(f"image size {images.shape[1:3]} is not divisible by patch size {p}")
     grid = (images.shape[1] // p, images.shape[2] // p)
-    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", dtype=self.opts.compute_dtype,
-                param_dtype=jnp.float32, name="patch_embed")(images.astype(self.opts.compute_dtype))
+    x = nn.Conv(
+      self.width,
+      (p, p),
+      strides=(p, p),
+      padding="VALID",
+      dtype=self.opts.compute_dtype,
+      param_dtype=jnp.float32,
+      name="patch_embed",
+    )(images.astype(self.opts.compute_dtype))
     b = x.shape[0]
     x = x.reshape(b, grid[0] * grid[1], self.width)
     x = x + jnp.asarray(posemb.sincos_2d(grid, self.width), x.dtype)
@@ -154,5 +173,6 @@ class ViTEncoder(nn.Module):
       x = jnp.take_along_axis(x, token_idx[..., None], axis=1)
       positions = jnp.take_along_axis(positions, token_idx[..., None], axis=1)
     x, hidden = Transformer(self.width, self.depth, self.num_heads, self.opts, name="transformer")(
-        x, positions, token_valid)
+      x, positions, token_valid
+    )
     return x.astype(jnp.float32), {"blocks": hidden, "grid": grid}

@@ -5,6 +5,7 @@ tensorboard's `EventFileLoader` / `EventAccumulator` import TensorFlow whenever 
 training run. They fall back on a pure-Python TFRecord reader (CRC-checked) only where TF is
 absent; that reader and `tensor_util` are used here directly, so the same code runs either way.
 """
+
 import glob
 import os
 
@@ -46,8 +47,9 @@ def read_scalars(run_dir):
         else:
           continue
         merged.setdefault(v.tag, {})[int(event.step)] = float(value)
-  return {tag: (np.array(sorted(d), np.int64), np.array([d[s] for s in sorted(d)], np.float64))
-          for tag, d in merged.items()}
+  return {
+    tag: (np.array(sorted(d), np.int64), np.array([d[s] for s in sorted(d)], np.float64)) for tag, d in merged.items()
+  }
 
 
 def last_values(scalars):

@@ -3,18 +3,22 @@
 matplotlib is imported on first use with the Agg backend, so importing this module needs neither a
 display nor jax nor TensorFlow (launch/compare_runs.py stays quick).
 """
+
 import numpy as np
 
 
 def _pyplot():
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   return plt
 
 
-def save_panels(path, rows, row_labels=None, col_labels=None, title=None, cmap="viridis", row_scale=True,
-                marks=None, size=1.6):
+def save_panels(
+  path, rows, row_labels=None, col_labels=None, title=None, cmap="viridis", row_scale=True, marks=None, size=1.6
+):
   """Saves a grid of panels: RGB(A) images (uint8 or [0, 1] floats, H x W x 3) or 2-D maps.
 
   Maps in one row share a colour scale (row_scale=True; each has its own colour bar otherwise)
@@ -22,8 +26,9 @@ def save_panels(path, rows, row_labels=None, col_labels=None, title=None, cmap="
   """
   plt = _pyplot()
   nr, nc = len(rows), max(len(r) for r in rows)
-  fig, axes = plt.subplots(nr, nc, figsize=(size * nc + 0.8, size * nr + (0.5 if title else 0.2)), squeeze=False,
-                           layout="constrained")
+  fig, axes = plt.subplots(
+    nr, nc, figsize=(size * nc + 0.8, size * nr + (0.5 if title else 0.2)), squeeze=False, layout="constrained"
+  )
   colormap = plt.get_cmap(cmap).copy()
   colormap.set_bad("0.8")
   for r, row in enumerate(rows):
@@ -81,7 +86,7 @@ def plot_curves(runs, tags, path, title=None, smooth=0):
       steps, values = scalars[tag]
       if smooth > 1 and len(values) > smooth:
         values = np.convolve(values, np.ones(smooth) / smooth, mode="valid")
-        steps = steps[smooth - 1:]
+        steps = steps[smooth - 1 :]
       ax.plot(steps, values, marker="o" if len(values) < 20 else None, markersize=3, label=name)
     ax.set_title(tag, fontsize=9)
     ax.set_xlabel("step", fontsize=8)
@@ -89,7 +94,7 @@ def plot_curves(runs, tags, path, title=None, smooth=0):
     ax.grid(alpha=0.3)
     if len(runs) > 1:
       ax.legend(fontsize=7)
-  for ax in axes.ravel()[len(tags):]:
+  for ax in axes.ravel()[len(tags) :]:
     ax.set_visible(False)
   if title:
     fig.suptitle(title, fontsize=10)

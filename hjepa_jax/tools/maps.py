@@ -3,6 +3,7 @@
 Each returns numpy arrays on the patch grid, for launch/visualize.py to draw (tools/figures.py)
 and for tests to check against the model and the loss.
 """
+
 import functools
 
 import jax
@@ -27,8 +28,12 @@ def _block_index(i, depth):
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _attention_weights(encoder, enc_params, images, blocks):
-  _, state = encoder.apply({"params": enc_params}, normalize_images(images), mutable=["intermediates"],
-                           capture_intermediates=lambda mdl, _: mdl.name == "qkv")
+  _, state = encoder.apply(
+    {"params": enc_params},
+    normalize_images(images),
+    mutable=["intermediates"],
+    capture_intermediates=lambda mdl, _: mdl.name == "qkv",
+  )
   tr = state["intermediates"]["transformer"]
   b, t = images.shape[0], (images.shape[1] // encoder.patch_size) * (images.shape[2] // encoder.patch_size)
   heads, hd = encoder.num_heads, encoder.width // encoder.num_heads
@@ -41,7 +46,7 @@ def _attention_weights(encoder, enc_params, images, blocks):
       pos = jnp.broadcast_to(jnp.asarray(posemb.grid_positions(grid)), (b, t, 2))
       q = posemb.apply_rope_2d(q, pos, encoder.opts.rope_base)
       k = posemb.apply_rope_2d(k, pos, encoder.opts.rope_base)
-    logits = jnp.einsum("bthd,bshd->bhts", q, k, precision=jax.lax.Precision.HIGHEST) * hd ** -0.5
+    logits = jnp.einsum("bthd,bshd->bhts", q, k, precision=jax.lax.Precision.HIGHEST) * hd**-0.5
     out.append(jax.nn.softmax(logits, axis=-1))
   return jnp.stack(out, 1)
 
@@ -139,21 +144,21 @@ def _prediction_errors(model, params, target_params, images, masks, num_levels, 
   maps, per_level = [], []
   for level in range(num_levels):
     if level == 0:
-      err = losses.elementwise(loss_type, pred, target).mean(-1)                        # (B, M, K)
+      err = losses.elementwise(loss_type, pred, target).mean(-1)  # (B, M, K)
       w = valid.astype(err.dtype)
-      onehot = jax.nn.one_hot(idx, n, dtype=err.dtype) * w[..., None]                    # (B, M, K, N)
+      onehot = jax.nn.one_hot(idx, n, dtype=err.dtype) * w[..., None]  # (B, M, K, N)
       sums, counts = jnp.einsum("bmkn,bmk->bn", onehot, err), onehot.sum((1, 2))
-      cell_map = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), jnp.nan)        # (B, N)
+      cell_map = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), jnp.nan)  # (B, N)
     else:
       p, cell_valid = hierarchy.pool_to_level(pred, idx, valid, grid, level)
       t, _ = hierarchy.pool_to_level(target, idx, valid, grid, level)
-      err = losses.elementwise(loss_type, p, t).mean(-1)                                 # (B, M, C)
+      err = losses.elementwise(loss_type, p, t).mean(-1)  # (B, M, C)
       w = cell_valid.astype(err.dtype)
       cells = jnp.where(w.sum(1) > 0, (err * w).sum(1) / jnp.maximum(w.sum(1), 1.0), jnp.nan)  # (B, C)
-      cell = 2 ** level
+      cell = 2**level
       rc = posemb.grid_positions(grid)
       cell_of_patch = (rc[:, 0] // cell) * -(-grid[1] // cell) + rc[:, 1] // cell
-      cell_map = cells[:, cell_of_patch]                                                 # (B, N)
+      cell_map = cells[:, cell_of_patch]  # (B, N)
     per_level.append((err * w).sum((1, 2)) / jnp.maximum(w.sum((1, 2)), 1.0))
     maps.append(cell_map.reshape(-1, *grid))
   return jnp.stack(maps), jnp.stack(per_level)
@@ -166,6 +171,13 @@ def prediction_errors(model, params, target_params, images_uint8, masks, num_lev
   per 2^k x 2^k cell painted over the whole cell; NaN where no target falls. And per_level (L, B):
   the mean over valid cells of all blocks, exactly the training loss's `loss_level_k` per example.
   """
-  maps, per_level = _prediction_errors(model, params, target_params, jnp.asarray(images_uint8),
-                                       jax.tree_util.tree_map(jnp.asarray, dict(masks)), int(num_levels), loss_type)
+  maps, per_level = _prediction_errors(
+    model,
+    params,
+    target_params,
+    jnp.asarray(images_uint8),
+    jax.tree_util.tree_map(jnp.asarray, dict(masks)),
+    int(num_levels),
+    loss_type,
+  )
   return np.asarray(maps), np.asarray(per_level)

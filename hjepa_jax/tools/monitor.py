@@ -11,6 +11,7 @@ log. Alert thresholds follow the seeds' critical-metrics table:
 | loss | recent window mean > earlier window mean (+5%) | NaN/Inf |
 | time per epoch | > budget | |
 """
+
 import dataclasses
 import datetime
 import math
@@ -36,6 +37,7 @@ _SESSION_RE = re.compile(r"^(initialised a new run|resumed from)")
 @dataclasses.dataclass
 class StepRecord:
   """One progress line of training.log (the mean of the steps since the previous one)."""
+
   step: int
   total_steps: int
   time: datetime.datetime = None
@@ -53,8 +55,9 @@ class StepRecord:
 @dataclasses.dataclass
 class RunLog:
   """What training.log says about a run; `state` covers the latest session (after a resume)."""
+
   records: list = dataclasses.field(default_factory=list)
-  evals: list = dataclasses.field(default_factory=list)    # [(step, {name: value})]
+  evals: list = dataclasses.field(default_factory=list)  # [(step, {name: value})]
   steps_per_epoch: int = None
   total_steps: int = None
   finished_step: int = None
@@ -133,7 +136,7 @@ def parse_log(text):
       when = None
     level, message = m.group(2), m.group(3)
     log.last_time = when or log.last_time
-    if _SESSION_RE.match(message):   # a new session (resume): earlier end states no longer apply
+    if _SESSION_RE.match(message):  # a new session (resume): earlier end states no longer apply
       log.finished_step, log.stopped, log.errors = None, None, []
       continue
     rec = _parse_step(message)
@@ -142,16 +145,16 @@ def parse_log(text):
       log.records.append(rec)
       log.total_steps = rec.total_steps
       continue
-    if (e := _EVAL_RE.match(message)):
+    if e := _EVAL_RE.match(message):
       metrics = {}
       for item in e.group(2).split(", "):
         name, _, value = item.rpartition(" ")
         if name:
           metrics[name] = _float(value)
       log.evals.append((int(e.group(1)), metrics))
-    elif (p := _PLAN_RE.match(message)):
+    elif p := _PLAN_RE.match(message):
       log.total_steps, log.steps_per_epoch = int(p.group(1)), int(p.group(2))
-    elif (f := _FINISHED_RE.match(message)):
+    elif f := _FINISHED_RE.match(message):
       log.finished_step = int(f.group(1))
     elif message.startswith("stopped by "):
       log.stopped = message
@@ -169,7 +172,7 @@ def read_log(run):
 
 @dataclasses.dataclass(frozen=True)
 class Alert:
-  level: str      # "CRITICAL" | "WARNING"
+  level: str  # "CRITICAL" | "WARNING"
   message: str
 
   def __str__(self):
@@ -184,26 +187,40 @@ def check(log, epoch_budget_min=None, now=None):
   r = log.last
   if r is not None:
     if not math.isfinite(r.loss):
-      alerts.append(Alert("CRITICAL", f"loss is {r.loss} at step {r.step}: the run diverged; lower optim.lr, "
-                                      "longer warmup or optim.clip_norm=1.0"))
+      alerts.append(
+        Alert(
+          "CRITICAL",
+          f"loss is {r.loss} at step {r.step}: the run diverged; lower optim.lr, longer warmup or optim.clip_norm=1.0",
+        )
+      )
     if r.feat_std < FEATURE_STD_CRIT:
       alerts.append(Alert("CRITICAL", f"feature std {r.feat_std:.3f} < {FEATURE_STD_CRIT}: representation collapse"))
     elif r.feat_std < FEATURE_STD_WARN:
       alerts.append(Alert("WARNING", f"feature std {r.feat_std:.3f} < {FEATURE_STD_WARN}: features are collapsing"))
     if r.grad_norm > GRAD_NORM_CRIT:
-      alerts.append(Alert("CRITICAL", f"grad norm {r.grad_norm:.3g} > {GRAD_NORM_CRIT:g}: unstable; lower optim.lr "
-                                      "or optim.clip_norm=1.0"))
+      alerts.append(
+        Alert(
+          "CRITICAL",
+          f"grad norm {r.grad_norm:.3g} > {GRAD_NORM_CRIT:g}: unstable; lower optim.lr or optim.clip_norm=1.0",
+        )
+      )
     elif r.grad_norm > GRAD_NORM_WARN:
       alerts.append(Alert("WARNING", f"grad norm {r.grad_norm:.3g} > {GRAD_NORM_WARN:g}"))
   rising = loss_trend(log.records)
   if rising is not None:
     earlier, recent, w = rising
-    alerts.append(Alert("WARNING", f"loss rising: mean {recent:.4f} over the last {w} logs vs {earlier:.4f} "
-                                   f"over the {w} before"))
+    alerts.append(
+      Alert("WARNING", f"loss rising: mean {recent:.4f} over the last {w} logs vs {earlier:.4f} over the {w} before")
+    )
   minutes = log.epoch_minutes()
   if epoch_budget_min and minutes is not None and minutes > epoch_budget_min and log.state == "running":
-    alerts.append(Alert("WARNING", f"{minutes:.1f} min/epoch is over the {epoch_budget_min:g} min budget; "
-                                   "consider fewer epochs or a smaller model/batch"))
+    alerts.append(
+      Alert(
+        "WARNING",
+        f"{minutes:.1f} min/epoch is over the {epoch_budget_min:g} min budget; "
+        "consider fewer epochs or a smaller model/batch",
+      )
+    )
   if log.last_eval and log.last_eval[1].get("eval/collapsed", 0) >= 1:
     alerts.append(Alert("CRITICAL", f"evaluation at step {log.last_eval[0]} flagged collapsed features"))
   stale = _stale_seconds(log, now)
@@ -218,7 +235,7 @@ def loss_trend(records, window=5):
   w = min(window, len(losses) // 2)
   if w < 2:
     return None
-  earlier, recent = float(np.mean(losses[-2 * w:-w])), float(np.mean(losses[-w:]))
+  earlier, recent = float(np.mean(losses[-2 * w : -w])), float(np.mean(losses[-w:]))
   return (earlier, recent, w) if recent > earlier * (1 + LOSS_RISE_TOLERANCE) else None
 
 
@@ -285,12 +302,13 @@ def process_memory_gib(pid):
     with open(f"/proc/{pid}/status") as f:
       for line in f:
         if line.startswith("VmRSS:"):
-          return int(line.split()[1]) / 2 ** 20
+          return int(line.split()[1]) / 2**20
   except OSError:
     pass
   try:
     import psutil  # pylint: disable=g-import-not-at-top
-    return psutil.Process(pid).memory_info().rss / 2 ** 30
+
+    return psutil.Process(pid).memory_info().rss / 2**30
   except Exception:  # pylint: disable=broad-except
     return None
 
@@ -312,9 +330,15 @@ def status_line(log, name="", memory_gib=None, now=None):
     parts.append("no progress line yet")
   else:
     pct = f" ({100 * r.step / r.total_steps:.0f}%)" if r.total_steps else ""
-    parts += [f"step {r.step}/{r.total_steps}{pct}", f"epoch {r.epoch:.2f}/{r.total_epochs:g}",
-              f"loss {r.loss:.4f}", f"feat_std {r.feat_std:.3f}", f"grad_norm {r.grad_norm:.3g}",
-              f"{r.images_per_sec:.1f} img/s", f"{r.steps_per_sec:.2f} steps/s"]
+    parts += [
+      f"step {r.step}/{r.total_steps}{pct}",
+      f"epoch {r.epoch:.2f}/{r.total_epochs:g}",
+      f"loss {r.loss:.4f}",
+      f"feat_std {r.feat_std:.3f}",
+      f"grad_norm {r.grad_norm:.3g}",
+      f"{r.images_per_sec:.1f} img/s",
+      f"{r.steps_per_sec:.2f} steps/s",
+    ]
     minutes = log.epoch_minutes()
     if minutes is not None:
       parts.append(f"{minutes:.1f} min/epoch")

@@ -3,11 +3,23 @@
 train.py logs them to TensorBoard and launch/visualize.py draws them; numpy only, so training pulls
 in nothing for them.
 """
+
 import numpy as np
 
 # One colour per target block (cycled), readable on natural images and distinct from each other.
-TARGET_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25],
-                           [145, 30, 180], [245, 130, 48], [70, 240, 240], [240, 50, 230]], np.float32)
+TARGET_COLOURS = np.array(
+  [
+    [230, 25, 75],
+    [60, 180, 75],
+    [0, 130, 200],
+    [255, 225, 25],
+    [145, 30, 180],
+    [245, 130, 48],
+    [70, 240, 240],
+    [240, 50, 230],
+  ],
+  np.float32,
+)
 DROPPED, CONTEXT = -1, 0
 
 
@@ -33,7 +45,7 @@ def mask_overlay(images_uint8, masks, grid, alpha=0.55, dim=0.3):
   if h % grid[0] or w % grid[1]:
     raise ValueError(f"images of {h}x{w} pixels do not split into the {grid[0]}x{grid[1]} patch grid")
   ph, pw = h // grid[0], w // grid[1]
-  labels = patch_labels(masks, grid).repeat(ph, 1).repeat(pw, 2)          # (B, H, W) in patch units
+  labels = patch_labels(masks, grid).repeat(ph, 1).repeat(pw, 2)  # (B, H, W) in patch units
   out = images.astype(np.float32)
   dropped = labels == DROPPED
   out[dropped] *= dim
