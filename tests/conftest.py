@@ -1,4 +1,5 @@
-"""Test-session settings: CPU only, and one persistent XLA compilation cache for the session and its subprocesses.
+"""Test-session settings: CPU only, fast XLA:CPU compiles, one persistent compilation cache (jax >= 0.10) for the
+session and its subprocesses, and one shared smoke run.
 
 CPU compiles dominate this suite's time. Launched runs (launch/main.py, launch/evaluate.py) compile
 the same small programs again and again; with the cache they load them instead. The cache lives in
@@ -6,6 +7,7 @@ the same small programs again and again; with the cache they load them instead. 
 $HJEPA_TEST_JAX_CACHE. Entries are keyed by program, jax version and flags, so a stale hit is not possible.
 """
 
+import importlib.metadata
 import os
 
 from tests._smoke import FAST_COMPILE_FLAG
@@ -16,9 +18,13 @@ CACHE = os.environ.get("HJEPA_TEST_JAX_CACHE") or os.path.join(ROOT, ".jax_test_
 # Subprocesses inherit these; this process reads them when jax is first imported (below).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ["JAX_COMPILATION_CACHE_DIR"] = CACHE
-os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+# jax 0.5.0 (the jax-metal profile) is excluded: there an executable loaded from the CPU cache by a new
+# process segfaults or computes NaN (seen on resuming a run here). Checked good on jax 0.10.x.
+USE_CACHE = tuple(int(p) for p in importlib.metadata.version("jax").split(".")[:2]) >= (0, 10)
+if USE_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = CACHE
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 # XLA:CPU's LLVM backend at -O0 compiles these small programs about twice as fast; the HLO (what the
 # tests check) is the same, only machine-code optimisation is skipped. Tests that time or train for
 # real (the slow ones) drop it for their runs: tests._smoke.full_speed_env().
@@ -26,9 +32,10 @@ os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS", "")
 
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 
-jax.config.update("jax_compilation_cache_dir", CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+if USE_CACHE:
+  jax.config.update("jax_compilation_cache_dir", CACHE)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 # ---------------------------------------------------------------------------------------------
