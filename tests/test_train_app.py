@@ -93,7 +93,7 @@ def test_smoke_end_to_end(smoke_run):
 
 
 def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
-  steps = 120  # a one-block model: enough steps left after step 10 for the signal to land mid-run
+  steps = 60  # one-block model: the 50 steps left after step 10 take seconds, time for the signal to land
   total = [f"--config.total_steps={steps}", "--config.ckpt_every_steps=1000", *FAST, *TINY]
   ref = str(tmp_path / "ref")
   ref_proc = _launch(ref, *total)  # the uninterrupted reference runs beside the interrupted run (2 cores)
