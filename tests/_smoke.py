@@ -1,4 +1,4 @@
-"""The shared smoke run's settings (the `smoke_run` fixture in conftest.py starts it) and its helpers."""
+"""The runs tests launch in the background (conftest.py starts them at collection) and their helpers."""
 
 import os
 import shutil
@@ -19,6 +19,43 @@ SMOKE_FLAGS = [
   "--config.data.batch_size=32",
 ]
 
+
+# A narrow one-block model for launched runs whose point is the application (resume, devices), not learning.
+TINY_MODEL = [
+  "--config.model.width=32",
+  "--config.model.depth=1",
+  "--config.model.num_heads=2",
+  "--config.model.predictor.width=16",
+  "--config.model.predictor.depth=1",
+  "--config.data.batch_size=16",
+]
+QUIET = ["--config.eval.every_epochs=0", "--config.best_metric=", "--config.log_every_steps=5"]
+# Adam's first steps amplify float noise in near-zero gradients (the reduction order differs across
+# devices); a large eps makes updates proportional to the gradient so the comparison is meaningful.
+DEVICE_FLAGS = [
+  f"--config={os.path.join(ROOT, 'configs', 'smoke.py')}",
+  "--config.total_steps=2",
+  *TINY_MODEL,
+  "--config.optim.eps=1.0",
+  "--config.optim.lr=0.1",
+  "--config.optim.warmup_steps=0",
+  *QUIET,
+]
+# A run that is interrupted (SIGINT) and resumed must end where this uninterrupted one ends.
+RESUME_STEPS = 60  # one-block model: the 50 steps left after step 10 take seconds, time for the signal to land
+RESUME_FLAGS = [
+  f"--config={os.path.join(ROOT, 'configs', 'smoke.py')}",
+  f"--config.total_steps={RESUME_STEPS}",
+  "--config.ckpt_every_steps=1000",
+  *QUIET,
+  *TINY_MODEL,
+]
+# fixture name -> its jobs (name, launch/main.py flags, forced CPU device count or None), in start order.
+BACKGROUND = {
+  "smoke_run": [("smoke", SMOKE_FLAGS, None)],
+  "device_runs": [("devices_1", DEVICE_FLAGS, None), ("devices_4", DEVICE_FLAGS, 4)],
+  "resume_reference": [("resume_reference", RESUME_FLAGS, None)],
+}
 
 FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"  # set for the test session by conftest.py
 

@@ -39,52 +39,105 @@ if USE_CACHE:
 
 
 # ---------------------------------------------------------------------------------------------
-# One shared smoke run (launch/main.py, as a user runs it) for the end-to-end tests of training,
-# evaluation and the run tools. It starts in the background as soon as collection shows a test
-# needs it, so it compiles on the second core while in-process tests run on the first.
+# Launched runs in the background. Tests whose point is the application as a user runs it
+# (launch/main.py in a process of its own) name a fixture from tests/_smoke.BACKGROUND; as soon as
+# collection shows a test needs one, its runs start, one at a time, on a worker thread. They compile
+# on the second core while in-process tests (single-threaded XLA compiles) use the first.
 # ---------------------------------------------------------------------------------------------
+import queue  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests._smoke import SMOKE_FLAGS  # noqa: E402
+from tests import _smoke  # noqa: E402
 
 SUBPROCESS_ENV = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
-_smoke = {}
+
+
+class _Launcher:
+  """Runs queued launch/main.py jobs one after another; `result(name)` waits for one."""
+
+  def __init__(self):
+    self.dir = tempfile.mkdtemp(prefix="hjepa_runs_")
+    self.jobs, self.done, self.proc = queue.Queue(), {}, None
+    self.stopped = False
+    threading.Thread(target=self._work, daemon=True).start()
+
+  def workdir(self, name):
+    return os.path.join(self.dir, name)
+
+  def submit(self, name, flags, devices=None):
+    self.done[name] = threading.Event()
+    self.jobs.put((name, flags, devices))
+
+  def _work(self):
+    while not self.stopped:
+      name, flags, devices = self.jobs.get()
+      env = (
+        _smoke.with_xla_flag(SUBPROCESS_ENV, f"--xla_force_host_platform_device_count={devices}")
+        if devices
+        else (SUBPROCESS_ENV)
+      )
+      cmd = [sys.executable, os.path.join(ROOT, "launch", "main.py"), f"--workdir={self.workdir(name)}", *flags]
+      self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      out, _ = self.proc.communicate()
+      self.done[name].output, self.done[name].returncode = out, self.proc.returncode
+      self.done[name].set()
+
+  def result(self, name, timeout=900):
+    """(returncode, output, workdir) of a finished job."""
+    assert self.done[name].wait(timeout), f"background run {name} did not finish in {timeout} s"
+    return self.done[name].returncode, self.done[name].output, self.workdir(name)
+
+  def close(self):
+    self.stopped = True
+    if self.proc is not None and self.proc.poll() is None:
+      self.proc.kill()
+    shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_launcher = []
 
 
 def pytest_collection_modifyitems(session, config, items):
   del session, config
-  if any("smoke_run" in item.fixturenames for item in items) and not _smoke:
-    _smoke["dir"] = tempfile.mkdtemp(prefix="hjepa_smoke_")
-    _smoke["workdir"] = os.path.join(_smoke["dir"], "run")
-    _smoke["proc"] = subprocess.Popen(
-      [sys.executable, os.path.join(ROOT, "launch", "main.py"), f"--workdir={_smoke['workdir']}", *SMOKE_FLAGS],
-      env=SUBPROCESS_ENV,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
+  used = {name for item in items for name in item.fixturenames if name in _smoke.BACKGROUND}
+  if used and not _launcher:
+    _launcher.append(_Launcher())
+    for fixture in sorted(used, key=list(_smoke.BACKGROUND).index):  # the order of BACKGROUND
+      for job, flags, devices in _smoke.BACKGROUND[fixture]:
+        _launcher[0].submit(job, flags, devices)
 
 
 def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
-  proc = _smoke.get("proc")
-  if proc is not None and proc.poll() is None:
-    proc.kill()
-    proc.communicate()
-  if "dir" in _smoke:
-    shutil.rmtree(_smoke["dir"], ignore_errors=True)
+  if _launcher:
+    _launcher[0].close()
+
+
+def _finished(job):
+  code, out, workdir = _launcher[0].result(job)
+  assert code == 0, out[-3000:]
+  return workdir
 
 
 @pytest.fixture(scope="session")
 def smoke_run():
-  """WORKDIR of the shared smoke run (SMOKE_FLAGS), finished. Read it; copy it (copy_run) before writing."""
-  proc = _smoke["proc"]
-  if "output" not in _smoke:
-    _smoke["output"], _ = proc.communicate(timeout=900)
-  assert proc.returncode == 0, _smoke["output"][-3000:]
-  return _smoke["workdir"]
+  """WORKDIR of the shared smoke run (tests/_smoke.SMOKE_FLAGS), finished. Read it; copy_run() before writing."""
+  return _finished("smoke")
+
+
+@pytest.fixture(scope="session")
+def device_runs():
+  """{1: WORKDIR, 4: WORKDIR}: the same two steps on one and on four (forced) CPU devices."""
+  return {devices: _finished(f"devices_{devices}") for devices in (1, 4)}
+
+
+@pytest.fixture(scope="session")
+def resume_reference():
+  """WORKDIR of an uninterrupted run of tests/_smoke.RESUME_FLAGS."""
+  return _finished("resume_reference")

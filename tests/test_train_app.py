@@ -13,42 +13,24 @@ import pytest
 
 from hjepa_jax import checkpoint, train
 from tests._core import tiny_config
-from tests._smoke import SMOKE_CKPT_STEPS, SMOKE_LOG_EVERY, SMOKE_STEPS, with_xla_flag
+from tests._smoke import RESUME_FLAGS, RESUME_STEPS, SMOKE_CKPT_STEPS, SMOKE_LOG_EVERY, SMOKE_STEPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "launch", "main.py")
 SMOKE = os.path.join(ROOT, "configs", "smoke.py")
-FAST = ["--config.eval.every_epochs=0", "--config.best_metric=", "--config.log_every_steps=5"]
-# A narrow one-block model for launched runs whose point is the application (resume, devices), not learning.
-TINY = [
-  "--config.model.width=32",
-  "--config.model.depth=1",
-  "--config.model.num_heads=2",
-  "--config.model.predictor.width=16",
-  "--config.model.predictor.depth=1",
-  "--config.data.batch_size=16",
-]
 
 
-def _env(devices=None):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-  return with_xla_flag(env, f"--xla_force_host_platform_device_count={devices}") if devices else env
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
 
 
-def _launch(workdir, *overrides, devices=None, config=SMOKE):
+def _launch(workdir, *overrides, config=SMOKE):
   return subprocess.Popen(
     [sys.executable, MAIN, f"--config={config}", f"--workdir={workdir}", *overrides],
-    env=_env(devices),
+    env=ENV,
     stdout=subprocess.PIPE,
     stderr=subprocess.STDOUT,
     text=True,
   )
-
-
-def _run(workdir, *overrides, devices=None, timeout=600):
-  proc = _launch(workdir, *overrides, devices=devices)
-  out, _ = proc.communicate(timeout=timeout)
-  return proc.returncode, out
 
 
 def _restore(workdir, step=None):
@@ -92,14 +74,16 @@ def test_smoke_end_to_end(smoke_run):
   } <= tags, tags
 
 
-def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
-  steps = 60  # one-block model: the 50 steps left after step 10 take seconds, time for the signal to land
-  total = [f"--config.total_steps={steps}", "--config.ckpt_every_steps=1000", *FAST, *TINY]
-  ref = str(tmp_path / "ref")
-  ref_proc = _launch(ref, *total)  # the uninterrupted reference runs beside the interrupted run (2 cores)
-
+def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path, resume_reference):
+  steps = RESUME_STEPS
   run = str(tmp_path / "run")
-  proc = _launch(run, *total)
+  proc = subprocess.Popen(
+    [sys.executable, MAIN, f"--workdir={run}", *RESUME_FLAGS],
+    env=ENV,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
   log = os.path.join(run, "logs", "training.log")
   deadline = time.time() + 300
   while time.time() < deadline and not (os.path.exists(log) and f"step 10/{steps}" in open(log).read()):
@@ -110,35 +94,22 @@ def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path):
   stopped_at, _ = _restore(run)
   assert 10 <= stopped_at < steps, out[-2000:]
   assert "SIGINT received" in open(log).read()
-  out, _ = ref_proc.communicate(timeout=600)
-  assert ref_proc.returncode == 0, out[-3000:]
 
-  code, out = _run(run, *total)
-  assert code == 0, out[-3000:]
+  proc = subprocess.run(
+    [sys.executable, MAIN, f"--workdir={run}", *RESUME_FLAGS], env=ENV, capture_output=True, text=True, timeout=600
+  )
+  assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
   assert f"at step {stopped_at}" in open(log).read()  # "resumed from ... at step N"
-  step_a, a = _restore(ref)
+  step_a, a = _restore(resume_reference)  # the same command, never interrupted (run in the background)
   step_b, b = _restore(run)
   assert step_a == step_b == steps
   jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=1e-6), a, b)
 
 
-def test_four_devices_match_one(tmp_path):
-  # Adam's first steps amplify float noise in near-zero gradients (the reduction order differs across
-  # devices); a large eps makes updates proportional to the gradient so the comparison is meaningful.
-  args = [
-    "--config.total_steps=2",
-    *TINY,
-    "--config.optim.eps=1.0",
-    "--config.optim.lr=0.1",
-    "--config.optim.warmup_steps=0",
-    *FAST,
-  ]
-  procs = {devices: _launch(str(tmp_path / f"d{devices}"), *args, devices=devices) for devices in (1, 4)}  # in parallel
+def test_four_devices_match_one(device_runs):
+  """The same two steps (tests/_smoke.DEVICE_FLAGS) on 1 and on 4 forced CPU devices give the same state."""
   states = []
-  for devices, proc in procs.items():
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-3000:]
-    workdir = str(tmp_path / f"d{devices}")
+  for devices, workdir in device_runs.items():
     assert f"x {devices} devices" in open(os.path.join(workdir, "logs", "training.log")).read()
     states.append(_restore(workdir)[1])
   jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6), *states)
