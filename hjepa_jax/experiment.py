@@ -255,6 +255,12 @@ def optim_spec(cfg, total_steps, warmup_steps) -> OptimSpec:
   )
 
 
+def grad_accum_steps(cfg) -> int:
+  accum = cfg.optim.grad_accum_steps
+  require(accum >= 1, "optim.grad_accum_steps", f"must be >= 1, got {accum}")
+  return accum
+
+
 def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
   """The static description of one update: model, masks, schedules, losses, accumulation."""
   net = model(cfg)
@@ -274,8 +280,7 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
     f"larger than the {net.grid[0]}x{net.grid[1]} patch grid",
   )
   require(cfg.loss.type in losses.LOSS_TYPES, "loss.type", f"{cfg.loss.type!r} is not one of {losses.LOSS_TYPES}")
-  accum = cfg.optim.grad_accum_steps
-  require(accum >= 1, "optim.grad_accum_steps", f"must be >= 1, got {accum}")
+  accum = grad_accum_steps(cfg)
   return StepSpec(
     model=net,
     masks=mask_spec(cfg.mask, net.grid),
@@ -331,13 +336,12 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
   """Resolves the whole run from a ConfigReader; raises ConfigError naming the key on bad values."""
   platform.check_dtype(cfg.model.dtype)
   platform.check_attention(cfg.model.fused_attention, cfg.model.attention_impl)
-  micro, accum = cfg.data.batch_size, cfg.optim.grad_accum_steps
+  micro, accum = cfg.data.batch_size, grad_accum_steps(cfg)
   require(
     micro % platform.num_devices == 0,
     "data.batch_size",
     f"{micro} is not divisible by the {platform.num_devices} devices; use a multiple of {platform.num_devices}",
   )
-  require(accum >= 1, "optim.grad_accum_steps", f"must be >= 1, got {accum}")
   global_batch = micro * accum
   steps_per_epoch = num_examples // global_batch
   require(

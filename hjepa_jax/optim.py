@@ -80,12 +80,10 @@ def make_optimizer(spec: OptimSpec, params):
     eps=spec.eps,
     mask=decay_mask(params),
   )
-  return optax.chain(optax.clip_by_global_norm(spec.clip_norm), adamw) if spec.clip_norm > 0 else adamw
+  clip = [optax.clip_by_global_norm(spec.clip_norm)] if spec.clip_norm > 0 else []
+  return optax.chain(*clip, adamw)  # always a chain: AdamW's state is the last entry
 
 
 def hyperparams(opt_state):
   """The injected hyperparameters (learning_rate, weight_decay, ...) the last update used."""
-  for s in opt_state if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") else (opt_state,):
-    if hasattr(s, "hyperparams"):
-      return s.hyperparams
-  raise ValueError("optimizer state has no injected hyperparameters")
+  return opt_state[-1].hyperparams
