@@ -59,7 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.rope_base = 100.0
   c.model.remat = "none"  # none | nothing_saveable | dots_with_no_batch_dims_saveable | ...
   c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
-  c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
+  # layout: "per_block" (I-JEPA: one sequence per target block) | "joint" (one sequence per image, blocks
+  # kept apart by an attention mask: fewer FLOPs; README "Encoders and predictor").
+  c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6, layout="per_block"))
   # Feature Pyramid Network over the hierarchy levels (phase 3): lateral projections of each level's
   # predictions to feature_dim, top-down from the coarsest level, fused by add | concat.
   c.model.fpn = ml_collections.ConfigDict(dict(enabled=False, feature_dim=256, fusion="add"))
@@ -73,7 +75,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.mask.context_scale = (0.85, 1.0)
   c.mask.context_aspect = (1.0, 1.0)
   c.mask.min_context = 10
-  c.mask.context_fraction = 1.0  # < 1: cap context tokens (saves encoder compute)
+  # Token slots per context / target block: "batch_min" sizes them to the expected smallest of a batch
+  # of data.batch_size (what I-JEPA computes; larger ones keep a random subset), "exact" never drops one.
+  c.mask.capacity = "batch_min"
 
   c.loss = ml_collections.ConfigDict()
   c.loss.type = "smooth_l1"  # smooth_l1 | mse

@@ -12,11 +12,13 @@ import jax
 
 from hjepa_jax import config as config_lib
 from hjepa_jax import losses
+from hjepa_jax import masks as masks_lib
 from hjepa_jax import platform as platform_lib
 from hjepa_jax.config import ConfigError, require
 from hjepa_jax.masks import MaskSpec, block_shapes
 from hjepa_jax.model import BlockOptions, ModelSpec, build_model
 from hjepa_jax.model.fpn import FUSIONS
+from hjepa_jax.model.predictor import LAYOUTS
 from hjepa_jax.model.vit import ATTENTION_IMPLS, DTYPES, REMAT_POLICIES, VARIANTS, parse_variant
 from hjepa_jax.optim import OptimSpec
 from hjepa_jax.train_step import StepSpec, ViewLosses
@@ -129,6 +131,7 @@ def model_spec(cfg) -> ModelSpec:
     "model.predictor.num_heads",
     f"predictor width {pred.width} is not divisible by {pred.num_heads} heads",
   )
+  require(pred.layout in LAYOUTS, "model.predictor.layout", f"{pred.layout!r} is not one of {LAYOUTS}")
   require(fpn.fusion in FUSIONS, "model.fpn.fusion", f"must be {' or '.join(map(repr, FUSIONS))}, got {fpn.fusion!r}")
   require(fpn.feature_dim >= 1, "model.fpn.feature_dim", f"must be >= 1, got {fpn.feature_dim}")
   require(proj.hidden_dim >= 1, "model.projector.hidden_dim", f"must be >= 1, got {proj.hidden_dim}")
@@ -139,6 +142,7 @@ def model_spec(cfg) -> ModelSpec:
     predictor_width=pred.width,
     predictor_depth=pred.depth,
     predictor_num_heads=pred.num_heads,
+    predictor_layout=pred.layout,
     fpn_levels=cfg.loss.num_hierarchies if fpn.enabled else 0,
     fpn_feature_dim=fpn.feature_dim,
     fpn_fusion=fpn.fusion,
@@ -158,8 +162,12 @@ def model(cfg):
 # ---------------------------------------------------------------------------------------------
 
 
-def mask_spec(mk, grid) -> MaskSpec:
-  """MaskSpec from `config.mask` on a patch grid; ranges are checked against that grid here."""
+MASK_CAPACITIES = ("batch_min", "exact")
+
+
+def mask_spec(mk, grid, batch_size) -> MaskSpec:
+  """MaskSpec from `config.mask` on a patch grid for updates of `batch_size` images (all micro-batches
+  together, so gradient accumulation draws the same masks); ranges are checked here."""
   for name in ("target_scale", "target_aspect", "context_scale", "context_aspect"):
     pair = tuple(mk[name])
     require(
@@ -177,10 +185,10 @@ def mask_spec(mk, grid) -> MaskSpec:
       "data.image_size / the patch size",
     )
   require(mk.num_targets >= 1, "mask.num_targets", f"must be >= 1, got {mk.num_targets}")
-  require(0 < mk.context_fraction <= 1, "mask.context_fraction", f"must be in (0, 1], got {mk.context_fraction}")
+  require(mk.capacity in MASK_CAPACITIES, "mask.capacity", f"{mk.capacity!r} is not one of {MASK_CAPACITIES}")
   n = grid[0] * grid[1]
   require(1 <= mk.min_context < n, "mask.min_context", f"must be in [1, {n}), got {mk.min_context}")
-  return MaskSpec(
+  spec = MaskSpec(
     grid=tuple(grid),
     num_targets=mk.num_targets,
     target_scale=tuple(mk.target_scale),
@@ -188,8 +196,13 @@ def mask_spec(mk, grid) -> MaskSpec:
     context_scale=tuple(mk.context_scale),
     context_aspect=tuple(mk.context_aspect),
     min_context=mk.min_context,
-    context_fraction=mk.context_fraction,
+    context_capacity=0,
+    target_capacity=0,
   )
+  if mk.capacity == "exact":
+    return dataclasses.replace(spec, context_capacity=spec.context_bound, target_capacity=spec.target_bound)
+  ctx, tgt = masks_lib.capacities(spec, batch_size)
+  return dataclasses.replace(spec, context_capacity=ctx, target_capacity=tgt)
 
 
 def view_losses(cfg) -> ViewLosses:
@@ -283,7 +296,7 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
   accum = grad_accum_steps(cfg)
   return StepSpec(
     model=net,
-    masks=mask_spec(cfg.mask, net.grid),
+    masks=mask_spec(cfg.mask, net.grid, cfg.data.batch_size * accum),
     optim=optim_spec(cfg, total_steps, warmup_steps),
     hierarchy_weights=weights,
     loss_type=cfg.loss.type,

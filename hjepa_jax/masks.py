@@ -2,14 +2,15 @@
 
 Shapes are fixed per config so `train_step` compiles once:
   * Target blocks are rectangles h x w drawn uniformly from the integer shapes of the grid whose area
-    fraction lies in `target_scale` and whose aspect h/w lies in `target_aspect`. Every block is
-    stored as `target_capacity` = max allowed area indices in raster order within the block, padded
-    with `target_valid=False` (no rounding pushes a block outside the configured ranges).
+    fraction lies in `target_scale` and whose aspect h/w lies in `target_aspect` (no rounding pushes
+    a block outside the configured ranges).
   * The context block is drawn the same way from `context_scale`/`context_aspect`; the context is that
-    block minus the union of all target blocks. Its tokens are stored in `context_capacity` slots, an
-    upper bound on the context size (times `context_fraction` <= 1 to save compute: samples with more
-    context tokens keep a random subset, the static-shape version of I-JEPA trimming each batch to
-    its smallest context). Padding is marked `context_valid=False` and is never attended to.
+    block minus the union of all target blocks.
+  * Each block's tokens are stored in `target_capacity` slots and the context's in `context_capacity`
+    slots, sorted by position, padded with `*_valid=False` (padding is never attended to and never
+    enters the loss). A block or context with more tokens than its capacity keeps a uniformly random
+    subset: the static-shape version of I-JEPA trimming every context of a batch to the batch's
+    smallest. `capacities` picks the capacities that make the expected work match that trimming.
   * Top-left corners are uniform over all H-h+1 rows and W-w+1 columns, so blocks touch the last
     row/column as often as the first (no off-by-one bias).
   * Samples whose context has fewer than `min_context` tokens are redrawn (bounded retries).
@@ -18,7 +19,7 @@ exactly the same masks.
 """
 
 import dataclasses
-import math
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +54,8 @@ class MaskSpec:
   context_scale: tuple
   context_aspect: tuple
   min_context: int
-  context_fraction: float
+  context_capacity: int  # token slots per context (<= context_bound); see `capacities`
+  target_capacity: int  # token slots per target block (<= target_bound)
 
   @property
   def num_patches(self):
@@ -68,13 +70,14 @@ class MaskSpec:
     return block_shapes(self.grid, self.context_scale, self.context_aspect)
 
   @property
-  def target_capacity(self):
+  def target_bound(self):
+    """The largest target block: a capacity that never drops a token."""
     return int(self.target_shapes.prod(1).max())
 
   @property
-  def context_capacity(self):
-    bound = min(int(self.context_shapes.prod(1).max()), self.num_patches - int(self.target_shapes.prod(1).min()))
-    return max(self.min_context, int(math.ceil(self.context_fraction * bound)))
+  def context_bound(self):
+    """An upper bound on the context size: a capacity that never drops a token."""
+    return min(int(self.context_shapes.prod(1).max()), self.num_patches - int(self.target_shapes.prod(1).min()))
 
 
 def _block(u, shapes, grid):
@@ -91,32 +94,27 @@ def _block_mask(h, w, top, left, grid):
   return ((rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)).reshape(-1)
 
 
-def _block_indices(h, w, top, left, grid, capacity):
-  """Raster-order indices of a block padded to `capacity`, and their validity."""
-  k = jnp.arange(capacity)
-  valid = k < h * w
-  idx = (top + k // w) * grid[1] + left + k % w
-  return jnp.where(valid, idx, top * grid[1] + left).astype(jnp.int32), valid
+def _subset(member, u, capacity):
+  """Up to `capacity` grid indices of the boolean grid mask `member`, a uniformly random subset when
+  there are more, sorted by position with padding last; returns (indices, validity)."""
+  n = member.shape[0]
+  chosen = jnp.argsort(jnp.where(member, u, 2.0))[:capacity]  # members first, in random order
+  valid = member[chosen]
+  order = jnp.argsort(jnp.where(valid, chosen, chosen + n))
+  return chosen[order].astype(jnp.int32), valid[order]
 
 
 def _draw(key, spec):
   """One draw of an example's masks (see module docstring); one PRNG call keeps compiles short."""
   grid, n, m = spec.grid, spec.num_patches, spec.num_targets
-  u = jax.random.uniform(key, (3 * m + 3 + n,))
+  u = jax.random.uniform(key, (3 * m + 3 + (m + 1) * n,))
   blocks = jax.vmap(lambda v: _block(v, spec.target_shapes, grid))(u[: 3 * m].reshape(m, 3))
-  tgt_idx, tgt_valid = jax.vmap(lambda *b: _block_indices(*b, grid, spec.target_capacity))(*blocks)
-  union = jax.vmap(lambda *b: _block_mask(*b, grid))(*blocks).any(0)
-  ctx = _block_mask(*_block(u[3 * m : 3 * m + 3], spec.context_shapes, grid), grid) & ~union
-  # Valid positions first (random order among them), keep the first `capacity`, sort by position.
-  chosen = jnp.argsort(jnp.where(ctx, u[3 * m + 3 :], 2.0))[: spec.context_capacity]
-  chosen_valid = ctx[chosen]
-  order = jnp.argsort(jnp.where(chosen_valid, chosen, chosen + n))
-  return dict(
-    context_idx=chosen[order].astype(jnp.int32),
-    context_valid=chosen_valid[order],
-    target_idx=tgt_idx,
-    target_valid=tgt_valid,
-  )
+  member = jax.vmap(lambda *b: _block_mask(*b, grid))(*blocks)  # (m, n)
+  ctx = _block_mask(*_block(u[3 * m : 3 * m + 3], spec.context_shapes, grid), grid) & ~member.any(0)
+  prio = u[3 * m + 3 :].reshape(m + 1, n)
+  tgt_idx, tgt_valid = jax.vmap(lambda b, p: _subset(b, p, spec.target_capacity))(member, prio[1:])
+  ctx_idx, ctx_valid = _subset(ctx, prio[0], spec.context_capacity)
+  return dict(context_idx=ctx_idx, context_valid=ctx_valid, target_idx=tgt_idx, target_valid=tgt_valid)
 
 
 def _sample_one(key, spec):
@@ -135,6 +133,26 @@ def _sample_one(key, spec):
   empty = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), empty)
   _, _, masks = jax.lax.while_loop(not_done, body, (jnp.int32(0), key, empty))
   return masks
+
+
+def capacities(spec, batch_size, samples=4096, seed=0):
+  """(context, target) capacities for `batch_size`: each the 1/(batch_size+1) quantile of its size.
+
+  That quantile is the expected minimum of `batch_size` draws, so the static capacity computes, on
+  average, what I-JEPA computes when it trims every context of a batch to the batch's smallest (and
+  its target blocks to their smallest). Estimated once from `samples` untrimmed draws of `spec`.
+  """
+  exact = dataclasses.replace(spec, context_capacity=spec.context_bound, target_capacity=spec.target_bound)
+  ctx, tgt = _untrimmed_sizes(exact, samples, seed)
+  q = 1.0 / (batch_size + 1)
+  c = max(spec.min_context, int(np.quantile(ctx, q, method="lower")))
+  return c, int(np.quantile(tgt, q, method="lower"))
+
+
+@functools.lru_cache(maxsize=32)
+def _untrimmed_sizes(exact_spec, samples, seed):
+  out = jax.jit(lambda r: sample_masks(r, samples, exact_spec))(jax.random.PRNGKey(seed))
+  return np.asarray(out["context_valid"].sum(-1)), np.asarray(out["target_valid"].sum(-1)).reshape(-1)
 
 
 def sample_masks(rng, batch_size, spec, offset=0):

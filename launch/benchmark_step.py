@@ -2,7 +2,9 @@
 
     python launch/benchmark_step.py --config=configs/conservative.py --config.data.batch_size=8 --steps=5
 
-Synthetic uint8 images (no data loading): compile time, then the mean of `--steps` timed steps.
+Synthetic uint8 images (no data loading): compile time, the compiled step's FLOPs (XLA cost
+analysis) and buffer sizes (XLA memory analysis), the median of `--steps` timed steps after one
+warm-up step, and the process's peak memory (device peak where the backend reports it).
 """
 
 import os
@@ -47,17 +49,25 @@ def main(argv):
     if spec.views.num_local:
       local = cfg.data.multicrop.local_size
       batch_data["local"] = rs.randint(0, 256, (batch, spec.views.num_local, local, local, 3), np.uint8)
-  step = jax.jit(make_train_step(spec, tx), donate_argnums=(0,) if plat.donate else ())
   t0 = time.perf_counter()
-  state, metrics = step(state, batch_data, step_rng)
-  jax.block_until_ready(metrics)
+  step = (
+    jax.jit(make_train_step(spec, tx), donate_argnums=(0,) if plat.donate else ())
+    .lower(state, batch_data, step_rng)
+    .compile()
+  )
   compile_s = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  for _ in range(_STEPS.value):
+  cost = step.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost  # a list on older jax
+  mem = step.memory_analysis()
+  times = []
+  for _ in range(_STEPS.value + 1):  # the first (warm-up) step is not counted
+    t0 = time.perf_counter()
     state, metrics = step(state, batch_data, step_rng)
-  jax.block_until_ready(metrics)
-  per_step = (time.perf_counter() - t0) / _STEPS.value
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t0)
+  per_step = float(np.median(times[1:]))
   n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
+  gib = 2.0**30
   print(
     f"machine: {py_platform.processor() or py_platform.machine()}, {os.cpu_count()} cpus, "
     f"backend {plat.backend} ({plat.device_kind}) x {plat.num_devices}"
@@ -67,8 +77,18 @@ def main(argv):
     f"image {cfg.data.image_size}, {n_params:,} params, dtype {cfg.model.dtype}, remat {cfg.model.remat}"
   )
   print(
-    f"batch {batch} ({cfg.data.batch_size} x {cfg.optim.grad_accum_steps}): first call (compile + step) "
-    f"{compile_s:.1f} s; {per_step:.3f} s/step over {_STEPS.value} steps = {batch / per_step:.1f} images/s"
+    f"masks: {spec.masks.context_capacity} context / {spec.masks.target_capacity} target slots "
+    f"(capacity {cfg.mask.capacity}), predictor layout {cfg.model.predictor.layout}"
+  )
+  print(
+    f"compiled step: {cost.get('flops', float('nan')) / 1e9:.1f} GFLOP; XLA buffers: temp "
+    f"{mem.temp_size_in_bytes / gib:.2f} GiB, arguments {mem.argument_size_in_bytes / gib:.2f} GiB, "
+    f"outputs {mem.output_size_in_bytes / gib:.2f} GiB"
+  )
+  print(
+    f"batch {batch} ({cfg.data.batch_size} x {cfg.optim.grad_accum_steps}): compile {compile_s:.1f} s; "
+    f"median {per_step:.3f} s/step over {_STEPS.value} steps (after 1 warm-up) = {batch / per_step:.1f} images/s; "
+    f"peak memory {platform.peak_memory_mb() / 1024:.2f} GiB"
   )
 
 

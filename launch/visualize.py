@@ -85,7 +85,13 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
     cfg.data.eval_dataset, cfg.data.eval_split_test, cfg.data, image_size=model.image_size, max_examples=num_images
   )
   images, labels = images[:num_images], labels[:num_images]
-  masks = jax.device_get(sample_masks(jax.random.PRNGKey(seed), len(images), experiment.mask_spec(cfg.mask, grid)))
+  masks = jax.device_get(
+    sample_masks(
+      jax.random.PRNGKey(seed),
+      len(images),
+      experiment.mask_spec(cfg.mask, grid, cfg.data.batch_size * cfg.optim.grad_accum_steps),
+    )
+  )
   cols = [f"#{i} (label {int(y)})" for i, y in enumerate(labels)]
   shown = []  # (file, heading, caption)
 

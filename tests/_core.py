@@ -64,7 +64,8 @@ def tiny_config(**overrides):
   c = load_config(os.path.join(root, "configs", "smoke.py"))
   c.total_steps, c.optim.warmup_steps, c.eval.every_epochs, c.best_metric = 20, 0, 0.0, ""
   c.model.width, c.model.depth, c.model.num_heads = 32, 1, 2
-  c.model.predictor.width, c.model.predictor.depth, c.model.predictor.num_heads = 16, 1, 2
+  # Two predictor blocks: with one, the joint predictor layout computes exactly the per-block one.
+  c.model.predictor.width, c.model.predictor.depth, c.model.predictor.num_heads = 16, 2, 2
   c.model.fpn.feature_dim, c.model.projector.hidden_dim, c.model.projector.dim = 16, 32, 16
   c.data.image_size, c.data.batch_size, c.data.num_parallel_calls, c.data.prefetch = 24, 8, 1, 0
   c.data.multicrop.local_size = 8

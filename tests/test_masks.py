@@ -9,14 +9,14 @@ from hjepa_jax.experiment import mask_spec
 from hjepa_jax.masks import sample_masks
 
 
-def spec_with(**overrides):
+def spec_with(batch_size=32, **overrides):
   """The schema's (I-JEPA) masking on the 14x14 grid of ViT-*/16 at 224 px, with `mask.*` overrides."""
   mk = base_config().mask
   mk.update(overrides)
-  return mask_spec(mk, (14, 14))
+  return mask_spec(mk, (14, 14), batch_size)
 
 
-SPEC = spec_with()
+SPEC = spec_with(capacity="exact")  # every token kept: blocks are whole rectangles
 BATCH, BATCHES = 16, 100
 
 
@@ -99,12 +99,27 @@ def test_masks_depend_only_on_example_index():
     np.testing.assert_array_equal(full[k][4:], tail[k])
 
 
-def test_context_fraction_caps_context_tokens():
-  small = spec_with(context_fraction=0.5)
-  assert small.context_capacity < SPEC.context_capacity
-  m = jax.device_get(sample_masks(jax.random.PRNGKey(0), 32, small))
-  assert m["context_idx"].shape[1] == small.context_capacity
-  assert m["context_valid"].sum(1).max() == small.context_capacity  # some samples were subsampled
+def test_exact_capacity_is_the_bound_and_never_trims(draws):
+  assert (SPEC.context_capacity, SPEC.target_capacity) == (SPEC.context_bound, SPEC.target_bound)
+  ctx = np.concatenate([m["context_valid"].sum(1) for m in draws[0]])
+  assert ctx.max() < SPEC.context_capacity  # room to spare: nothing was dropped
+
+
+def test_batch_min_capacity_is_the_expected_batch_minimum():
+  """The capacity is the 1/(B+1) size quantile: about the mean of a batch's smallest context."""
+  small, large = spec_with(batch_size=32), spec_with(batch_size=512)
+  assert small.context_capacity < SPEC.context_bound and small.target_capacity <= SPEC.target_bound
+  assert large.context_capacity <= small.context_capacity  # bigger batches have smaller minima
+  m = jax.device_get(sample_masks(jax.random.PRNGKey(1), 32 * 64, SPEC))
+  sizes = m["context_valid"].sum(1).reshape(64, 32)
+  assert abs(sizes.min(1).mean() - small.context_capacity) <= 0.15 * small.context_capacity
+  # Contexts larger than the capacity keep a random subset, still disjoint from the targets.
+  t = jax.device_get(sample_masks(jax.random.PRNGKey(1), 64, small))
+  assert (t["context_valid"].sum(1) == small.context_capacity).mean() > 0.9
+  for b in range(64):
+    ctx = set(t["context_idx"][b][t["context_valid"][b]].tolist())
+    assert not ctx & set(t["target_idx"][b][t["target_valid"][b]].tolist())
+    assert len(ctx) == t["context_valid"][b].sum()
 
 
 @pytest.mark.parametrize(
@@ -113,7 +128,7 @@ def test_context_fraction_caps_context_tokens():
     (dict(target_scale=(0.5, 0.2)), "increasing"),
     (dict(target_scale=(0.9, 1.5)), "<= 1"),
     (dict(target_scale=(0.01, 0.011)), "no block"),
-    (dict(context_fraction=0.0), "context_fraction"),
+    (dict(capacity="min"), "capacity"),
   ],
 )
 def test_bad_specs_fail_with_named_field(kw, msg):

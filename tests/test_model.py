@@ -13,7 +13,7 @@ from hjepa_jax.model.vit import attention
 from tests._core import core_config, tiny_model
 
 KEY = jax.random.PRNGKey(0)
-MASKS = lambda model: experiment.mask_spec(core_config().mask, model.grid)  # noqa: E731
+MASKS = lambda model: experiment.mask_spec(core_config().mask, model.grid, 8)  # noqa: E731
 
 
 @pytest.mark.parametrize(
@@ -51,6 +51,38 @@ def test_predictor_shapes():
   assert ctx.shape == (3, spec.context_capacity, model.encoder.width)
 
 
+@pytest.mark.parametrize("layout", ["per_block", "joint"])
+def test_predictor_blocks_are_independent(layout):
+  """Moving one target block changes no other block's predictions (in either layout)."""
+  model = tiny_model(**{"model.predictor.layout": layout})
+  params = model.init(KEY)
+  masks = jax.device_get(jax.jit(sample_masks, static_argnums=(1, 2))(KEY, 2, MASKS(model)))
+  moved = dict(masks, target_idx=masks["target_idx"].copy())
+  moved["target_idx"][:, 1] = (moved["target_idx"][:, 1] + 9) % 64
+  predict = jax.jit(model.predict)
+  images = jax.random.normal(KEY, (2, 32, 32, 3))
+  a, ctx_a = predict(params, images, masks)
+  b, ctx_b = predict(params, images, moved)
+  np.testing.assert_allclose(np.delete(np.asarray(a), 1, 1), np.delete(np.asarray(b), 1, 1), atol=1e-5)
+  assert np.abs(np.asarray(a[:, 1]) - np.asarray(b[:, 1])).max() > 1e-3
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_joint_layout_differs_only_in_what_context_tokens_see(depth):
+  """One predictor block: mask tokens read the same context either way, so the layouts agree; from
+  two blocks on they differ (joint-layout context tokens never attend to mask tokens)."""
+  images = jax.random.normal(KEY, (2, 32, 32, 3))
+  out = []
+  for layout in ("per_block", "joint"):
+    model = tiny_model(**{"model.predictor.layout": layout, "model.predictor.depth": depth})
+    masks = jax.jit(sample_masks, static_argnums=(1, 2))(KEY, 2, MASKS(model))
+    out.append(np.asarray(jax.jit(model.predict)(model.init(KEY), images, masks)[0]))
+  gap = np.abs(out[0] - out[1]).max()
+  assert gap < 1e-5 if depth == 1 else gap > 1e-4
+  with pytest.raises(ConfigError, match="model.predictor.layout"):
+    tiny_model(**{"model.predictor.layout": "stacked"})
+
+
 def test_context_encoder_ignores_masked_out_pixels():
   model = tiny_model()
   params = model.init(KEY)
@@ -84,6 +116,16 @@ def test_fused_and_einsum_attention_agree_with_mask():
   # Masked keys really are ignored: changing them changes nothing.
   k2 = k.at[0, 5:].set(50.0)
   np.testing.assert_allclose(attn(q, k2, v, valid, fused=True, implementation="auto"), fused, atol=1e-5)
+
+
+def test_query_key_mask_agrees_between_attention_paths():
+  kq, kk, kv = jax.random.split(KEY, 3)
+  q, k, v = (jax.random.normal(x, (2, 6, 2, 8)) for x in (kq, kk, kv))
+  allowed = jnp.asarray(np.tril(np.ones((6, 6), bool)))[None].repeat(2, 0)  # (B, T, S)
+  attn = jax.jit(attention, static_argnames=("fused", "implementation"))
+  fused = attn(q, k, v, allowed, fused=True, implementation="auto")
+  np.testing.assert_allclose(fused, attn(q, k, v, allowed, fused=False, implementation="auto"), atol=1e-5)
+  np.testing.assert_allclose(fused[:, 0], v[:, 0], atol=1e-5)  # the first query sees only the first key
 
 
 def _encode(overrides, images=None):

@@ -54,7 +54,8 @@ def test_grad_accumulation_equals_one_large_batch():
   outs = []
   for k in (1, 4):
     _, _, state, step_fn = tiny_setup(
-      warmup_steps=0, **{"optim.grad_accum_steps": k, "optim.lr": 1e-2, "optim.eps": 1.0}
+      warmup_steps=0,
+      **{"optim.grad_accum_steps": k, "data.batch_size": 16 // k, "optim.lr": 1e-2, "optim.eps": 1.0},
     )
     step = jax.jit(step_fn)
     for _ in range(2):

@@ -45,6 +45,7 @@ class ModelSpec:
   predictor_width: int
   predictor_depth: int
   predictor_num_heads: int
+  predictor_layout: str  # per_block | joint (model/predictor.py)
   fpn_levels: int  # 0: no FPN; else the number of hierarchy levels it spans
   fpn_feature_dim: int
   fpn_fusion: str
@@ -150,7 +151,12 @@ def build_model(spec: ModelSpec) -> HJEPA:
   """HJEPA from a ModelSpec whose values experiment.model_spec has checked."""
   encoder = ViTEncoder(spec.width, spec.depth, spec.num_heads, spec.patch_size, opts=spec.block)
   predictor = Predictor(
-    spec.predictor_width, spec.predictor_depth, spec.predictor_num_heads, out_width=encoder.width, opts=spec.block
+    spec.predictor_width,
+    spec.predictor_depth,
+    spec.predictor_num_heads,
+    out_width=encoder.width,
+    opts=spec.block,
+    layout=spec.predictor_layout,
   )
   fpn = None
   if spec.fpn_levels:

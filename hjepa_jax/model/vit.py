@@ -66,9 +66,10 @@ class BlockOptions:
     return DTYPES[self.dtype]
 
 
-def attention(q, k, v, key_valid, *, fused, implementation):
-  """Multi-head attention on (B, T, H, Dh) with a (B, S) key-validity mask (or None)."""
-  mask = None if key_valid is None else key_valid[:, None, None, :]
+def attention(q, k, v, valid, *, fused, implementation):
+  """Multi-head attention on (B, T, H, Dh); `valid` is a (B, S) key-validity mask, a (B, T, S)
+  query-key mask, or None."""
+  mask = None if valid is None else (valid[:, None, None, :] if valid.ndim == 2 else valid[:, None])
   if fused:
     impl = None if implementation == "auto" else implementation
     return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
