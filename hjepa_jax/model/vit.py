@@ -117,7 +117,15 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-  """`depth` blocks (each rematerialised with the configured policy) and a final LayerNorm."""
+  """`depth` blocks and a final LayerNorm; __call__ -> (output, [each block's output]).
+
+  With a remat policy the blocks run as one `jax.lax.scan` over their stacked params with a
+  `jax.checkpoint`ed body: the loop is what makes the policy save memory, since only the blocks'
+  inputs (and what the policy keeps) live from the forward to the backward pass, and each block
+  is recomputed inside the backward loop. Unrolled blocks with per-block checkpoints save nothing
+  on XLA:CPU, whose scheduler hoists every recomputation next to the forward pass. Params keep one
+  layout (block_0 ... block_{depth-1}) either way, so checkpoints do not depend on the policy.
+  """
 
   width: int
   depth: int
@@ -126,15 +134,31 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, x, positions, valid):
-    block_cls = Block
-    if self.opts.remat != "none":
-      block_cls = nn.remat(Block, policy=getattr(jax.checkpoint_policies, self.opts.remat))
-    hidden = []
-    for i in range(self.depth):
-      x = block_cls(self.width, self.num_heads, self.opts, name=f"block_{i}")(x, positions, valid)
-      hidden.append(x)
+    blocks = [Block(self.width, self.num_heads, self.opts, name=f"block_{i}") for i in range(self.depth)]
+    # Unrolled when there is nothing to recompute, while params are created, or while flax captures
+    # intermediates (tools/maps.py reads each block's qkv).
+    if self.opts.remat == "none" or self.is_initializing() or self.is_mutable_collection("intermediates"):
+      hidden = []
+      for block in blocks:
+        x = block(x, positions, valid)
+        hidden.append(x)
+    else:
+      x, stacked = self._scan(x, positions, valid)
+      hidden = list(stacked)
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.opts.compute_dtype, param_dtype=jnp.float32, name="norm")(x)
     return x, hidden
+
+  def _scan(self, x, positions, valid):
+    params = self.variables["params"]
+    stacked = jax.tree_util.tree_map(lambda *p: jnp.stack(p), *[params[f"block_{i}"] for i in range(self.depth)])
+    block = Block(self.width, self.num_heads, self.opts)  # unbound: applied to each block's params
+
+    def body(h, p):
+      h = block.apply({"params": p}, h, positions, valid)
+      return h, h
+
+    policy = getattr(jax.checkpoint_policies, self.opts.remat)
+    return jax.lax.scan(jax.checkpoint(body, policy=policy, prevent_cse=False), x, stacked)
 
 
 class ViTEncoder(nn.Module):
