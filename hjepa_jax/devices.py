@@ -26,82 +26,44 @@ class Chip:
 
 
 _NV = "https://www.nvidia.com/en-us/data-center"
-# First match wins: specific names before general ones.
+_TF32 = "TF32 tensor cores"
+_NO_TC = "FP32 (no TF32 or bf16 tensor cores)"
+_APPLE = "FP32 ALUs (bf16 runs no faster on this GPU)"
+SOURCES = {
+  "h200": f"NVIDIA H200 datasheet (SXM and NVL columns; sparsity figures halved), {_NV}/h200/",
+  "h100": f"NVIDIA H100 datasheet (SXM, PCIe and NVL columns; sparsity figures halved), {_NV}/h100/",
+  "a100": f"NVIDIA A100 datasheet (SXM and PCIe: same dense peaks), {_NV}/a100/",
+  "l40s": f"NVIDIA L40S datasheet (sparsity figures halved), {_NV}/l40s/",
+  "l4": f"NVIDIA L4 datasheet (sparsity figures halved), {_NV}/l4/",
+  "a10": f"NVIDIA A10 datasheet (sparsity figures halved), {_NV}/products/a10-gpu/",
+  "ada": "NVIDIA Ada Lovelace GPU architecture whitepaper, appendix (RTX 4090; bf16 with FP32 accumulate), "
+  "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf",
+  "ga102": "NVIDIA Ampere GA102 GPU architecture whitepaper (RTX 3090; bf16 with FP32 accumulate), "
+  "https://www.nvidia.com/content/PDF/nvidia-ampere-ga-102-gpu-architecture-whitepaper-v2.1.pdf",
+  "t4": f"NVIDIA T4 datasheet, {_NV}/tesla-t4/",
+  "v100": f"NVIDIA V100 datasheet (SXM2), {_NV}/v100/",
+  "m1": "Apple newsroom, 'Introducing M1 Pro and M1 Max' (2021-10-18): 32-core GPU, up to 10.4 teraflops",
+  "m2": "Apple newsroom, 'Apple unveils M2 Pro and M2 Max' (2023-01-17): 38-core GPU, 13.6 teraflops",
+  "m3": "Apple newsroom, 'Apple unveils M3, M3 Pro, and M3 Max' (2023-10-30): no FLOP/s figure published",
+}
+# First match wins: specific names before general ones. TFLOP/s: (bf16, float32 at XLA's default precision).
 CHIPS = (
-  Chip("NVIDIA H200 NVL", r"h200.*nvl", 835.5, 417.5, "TF32", f"NVIDIA H200 datasheet (NVL column), {_NV}/h200/"),
-  Chip("NVIDIA H200 SXM", r"h200", 989.5, 494.5, "TF32", f"NVIDIA H200 datasheet (SXM column), {_NV}/h200/"),
-  Chip("NVIDIA H100 NVL", r"h100.*nvl", 835.5, 417.5, "TF32", f"NVIDIA H100 datasheet (NVL column), {_NV}/h100/"),
-  Chip("NVIDIA H100 PCIe", r"h100.*pcie", 756.5, 378.0, "TF32", f"NVIDIA H100 datasheet (PCIe column), {_NV}/h100/"),
-  Chip("NVIDIA H100 SXM", r"h100|gh200", 989.5, 494.5, "TF32", f"NVIDIA H100 datasheet (SXM column), {_NV}/h100/"),
-  Chip(
-    "NVIDIA A100",
-    r"a100",
-    312.0,
-    156.0,
-    "TF32",
-    f"NVIDIA A100 datasheet (SXM and PCIe: same dense peaks), {_NV}/a100/",
-  ),
-  Chip("NVIDIA L40S", r"l40s", 366.5, 183.0, "TF32", f"NVIDIA L40S datasheet, {_NV}/l40s/"),
-  Chip("NVIDIA L4", r"\bl4\b", 121.0, 60.0, "TF32", f"NVIDIA L4 datasheet, {_NV}/l4/"),
-  Chip("NVIDIA A10", r"\ba10g?\b", 125.0, 62.5, "TF32", f"NVIDIA A10 datasheet, {_NV}/products/a10-gpu/"),
-  Chip(
-    "NVIDIA GeForce RTX 4090",
-    r"rtx 4090",
-    165.2,
-    82.6,
-    "TF32",
-    "NVIDIA Ada Lovelace GPU architecture whitepaper, appendix table (RTX 4090: BF16 with FP32 accumulate), "
-    "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf",
-  ),
-  Chip(
-    "NVIDIA GeForce RTX 3090",
-    r"rtx 3090",
-    71.0,
-    35.6,
-    "TF32",
-    "NVIDIA Ampere GA102 GPU architecture whitepaper, table of GeForce RTX 3090 (BF16 with FP32 accumulate), "
-    "https://www.nvidia.com/content/PDF/nvidia-ampere-ga-102-gpu-architecture-whitepaper-v2.1.pdf",
-  ),
-  Chip(
-    "NVIDIA T4",
-    r"\bt4\b",
-    None,
-    8.1,
-    "FP32 (Turing: no TF32, no bf16 tensor cores)",
-    f"NVIDIA T4 datasheet, {_NV}/tesla-t4/",
-  ),
-  Chip(
-    "NVIDIA V100",
-    r"v100",
-    None,
-    15.7,
-    "FP32 (Volta: no TF32, no bf16 tensor cores)",
-    f"NVIDIA V100 datasheet (SXM2), {_NV}/v100/",
-  ),
-  Chip(
-    "Apple M1 Max GPU",
-    r"m1 max",
-    10.4,
-    10.4,
-    "FP32 (no faster bf16 rate on this GPU: bf16 runs on the FP32 ALUs at best)",
-    "Apple newsroom, 'Introducing M1 Pro and M1 Max' (2021-10-18): 32-core GPU, up to 10.4 teraflops",
-  ),
-  Chip(
-    "Apple M2 Max GPU",
-    r"m2 max",
-    13.6,
-    13.6,
-    "FP32 (no faster bf16 rate on this GPU: bf16 runs on the FP32 ALUs at best)",
-    "Apple newsroom, 'Apple unveils M2 Pro and M2 Max' (2023-01-17): 38-core GPU, 13.6 teraflops",
-  ),
-  Chip(
-    "Apple M3 Max GPU",
-    r"m3 max",
-    None,
-    None,
-    "none: Apple publishes no FLOP/s figure for the M3 Max",
-    "Apple newsroom, 'Apple unveils M3, M3 Pro, and M3 Max' (2023-10-30): GPU cores, no FLOP/s figure",
-  ),
+  Chip("NVIDIA H200 NVL", r"h200.*nvl", 835.5, 417.5, _TF32, SOURCES["h200"]),
+  Chip("NVIDIA H200 SXM", r"h200", 989.5, 494.5, _TF32, SOURCES["h200"]),
+  Chip("NVIDIA H100 NVL", r"h100.*nvl", 835.5, 417.5, _TF32, SOURCES["h100"]),
+  Chip("NVIDIA H100 PCIe", r"h100.*pcie", 756.5, 378.0, _TF32, SOURCES["h100"]),
+  Chip("NVIDIA H100 SXM", r"h100|gh200", 989.5, 494.5, _TF32, SOURCES["h100"]),
+  Chip("NVIDIA A100", r"a100", 312.0, 156.0, _TF32, SOURCES["a100"]),
+  Chip("NVIDIA L40S", r"l40s", 366.5, 183.0, _TF32, SOURCES["l40s"]),
+  Chip("NVIDIA L4", r"\bl4\b", 121.0, 60.0, _TF32, SOURCES["l4"]),
+  Chip("NVIDIA A10", r"\ba10g?\b", 125.0, 62.5, _TF32, SOURCES["a10"]),
+  Chip("NVIDIA GeForce RTX 4090", r"rtx 4090", 165.2, 82.6, _TF32, SOURCES["ada"]),
+  Chip("NVIDIA GeForce RTX 3090", r"rtx 3090", 71.0, 35.6, _TF32, SOURCES["ga102"]),
+  Chip("NVIDIA T4", r"\bt4\b", None, 8.1, _NO_TC, SOURCES["t4"]),
+  Chip("NVIDIA V100", r"v100", None, 15.7, _NO_TC, SOURCES["v100"]),
+  Chip("Apple M1 Max GPU", r"m1 max", 10.4, 10.4, _APPLE, SOURCES["m1"]),
+  Chip("Apple M2 Max GPU", r"m2 max", 13.6, 13.6, _APPLE, SOURCES["m2"]),
+  Chip("Apple M3 Max GPU", r"m3 max", None, None, "none published", SOURCES["m3"]),
 )
 
 

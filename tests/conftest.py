@@ -46,6 +46,7 @@ if USE_CACHE:
 # ---------------------------------------------------------------------------------------------
 import queue  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -83,7 +84,10 @@ class _Launcher:
         else (SUBPROCESS_ENV)
       )
       cmd = [sys.executable, *_smoke.command(flags, self.workdir(name))]
-      self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      # A session of its own: close() ends the job with the processes it started (launch/benchmark.py's workers).
+      self.proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+      )
       out, _ = self.proc.communicate()
       self.done[name].output, self.done[name].returncode = out, self.proc.returncode
       self.done[name].set()
@@ -96,7 +100,10 @@ class _Launcher:
   def close(self):
     self.stopped = True
     if self.proc is not None and self.proc.poll() is None:
-      self.proc.kill()
+      try:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+      except ProcessLookupError:  # ended meanwhile
+        pass
     shutil.rmtree(self.dir, ignore_errors=True)
 
 
