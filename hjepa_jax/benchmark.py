@@ -231,11 +231,9 @@ def format_report(report):
       "| GFLOP/step | MFU | status |",
       "|:---|---:|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|:---|",
     ]
-    for c in sorted(bench["cells"], key=lambda c: (c["model"], c["dtype"], c["remat"], c["attention"])):
-      ok = c.get("status") == "ok"
-      status = "ok" if ok else f"{c.get('status')}: {c.get('error') or c.get('reason')}"
-      if ok and c.get("mfu") is None:
-        status = f"ok; MFU: {c.get('mfu_reason')}"
+    order = {name: i for i, name in enumerate(ATTENTION)}
+    for c in sorted(bench["cells"], key=lambda c: (c["model"], c["dtype"], c["remat"], order[c["attention"]])):
+      status = "ok" if c.get("status") == "ok" else f"{c.get('status')}: {c.get('error') or c.get('reason')}"
       lines.append(
         f"| {MODELS[c['model']][0]} | {c.get('batch', '')} | {c['dtype']} | {c['attention']} | {c['remat']} | "
         f"{_num(c.get('compile_s'), '.1f')} | {_num(c.get('step_ms'), '.2f')} | {_num(c.get('images_per_s'), '.0f')} | "
@@ -243,7 +241,8 @@ def format_report(report):
         f"{_num((c.get('flops_per_step') or math.nan) / 1e9, '.1f')} | {_num(c.get('mfu'), '.1%')} | {status} |"
       )
     sources = sorted({c["peak_source"] for c in bench["cells"] if c.get("peak_source")})
-    lines += ["", *[f"Peak FLOP/s: {s}" for s in sources], ""]
+    no_mfu = sorted({c["mfu_reason"] for c in bench["cells"] if c.get("mfu_reason")})
+    lines += ["", *[f"Peak FLOP/s: {s}" for s in sources], *[f"No MFU: {r}" for r in no_mfu], ""]
   train = report.get("train")
   if train:
     lines += [f"## Training: `{train.get('config')}`", ""]

@@ -10,12 +10,15 @@ import json
 import math
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from hjepa_jax import benchmark as bench
 from hjepa_jax import devices
+from tests import _smoke
 
 CELL_NUMBERS = ("compile_s", "step_ms", "images_per_s", "peak_memory_mib", "flops_per_step", "flops_lowered")
 CELL_NUMBERS += ("model_flops_per_step", "batch", "params", "loss_first", "loss_last", "xla_temp_bytes")
@@ -61,11 +64,17 @@ def test_tiny_run_reports_every_field(benchmark_runs):
   assert "knn_top1_k20" in text and "linear_probe_top1" in text and "avgpool random init" in text
 
 
-def test_micro_benchmark_runs_without_tensorflow(benchmark_runs):
+def test_micro_benchmark_runs_without_tensorflow(benchmark_runs, tmp_path):
   report, _ = _report(benchmark_runs, "bench_no_tf")  # `import tensorflow` raised in it and in every cell process
   assert "train" not in report
   assert [c["status"] for c in report["bench"]["cells"]] == ["ok", "ok"]
   assert not any(c["tensorflow_imported"] for c in report["bench"]["cells"])
+  script = tmp_path / "child.py"  # the blocker holds in processes the script starts
+  script.write_text(
+    "import subprocess, sys\nsys.exit(subprocess.run([sys.executable, '-c', 'import tensorflow']).returncode)"
+  )
+  blocked = subprocess.run([sys.executable, "-c", _smoke.NO_TENSORFLOW, str(script)], capture_output=True, text=True)
+  assert blocked.returncode == 1 and "tensorflow is blocked" in blocked.stderr
 
 
 @pytest.mark.parametrize(
