@@ -1,7 +1,7 @@
 """One prepared accelerator check: step micro-benchmarks, a time-boxed training run, k-NN and linear probe.
 
     python launch/benchmark.py --out=/tmp/bench [--data_pack=.bench_data/cifar10_subset.npz]
-    python launch/benchmark.py --out=/tmp/bench_tiny --tiny          # CPU, well under a minute of work
+    python launch/benchmark.py --out=/tmp/bench_tiny --tiny          # CPU, about a minute
     python launch/benchmark.py --pack=.bench_data/cifar10_subset.npz --pack_from=$HJEPA_CIFAR10_DIR
 
 Writes OUT/benchmark.json and OUT/benchmark.md (also printed), in two parts:
@@ -21,7 +21,7 @@ Writes OUT/benchmark.json and OUT/benchmark.md (also printed), in two parts:
    and of the random-init encoder. `--pipeline=device` selects the accelerator input path (data.pipeline).
 
 CIFAR-10 where the data folder cannot travel: `--pack` writes a compressed subset (default 16,000 train /
-4,000 test images, ~48 MB) to one .npz; `--data_pack` unpacks it under OUT as a complete python-pickle layout
+4,000 test images, 45 MiB) to one .npz; `--data_pack` unpacks it under OUT as a complete python-pickle layout
 (data_batch_1..5 hold the train subset in five parts, test_batch the test subset) and points
 data.cifar10_dir at it. The whole command is sized by --budget_s (default 460 s: under 8 minutes).
 """
@@ -82,7 +82,7 @@ _TRAIN_SET = flags.DEFINE_multi_string(
 _PIPELINE = flags.DEFINE_string("pipeline", "", "data.pipeline of the training run (e.g. device); empty: the config's.")
 _TRAIN_BUDGET = flags.DEFINE_float("train_budget_s", 240.0, "Seconds of training steps (total_steps is set to fit).")
 _TRAIN_OVERHEAD = flags.DEFINE_float(
-  "train_overhead_s", 100.0, "Seconds kept for the training run's start, compiles, checkpoint and evaluation."
+  "train_overhead_s", 120.0, "Seconds kept for the training run's start, compiles, checkpoint and evaluation."
 )
 _EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 10000, "Images per split for k-NN and the linear probe.")
 _EVAL_KINDS = flags.DEFINE_list("eval_feature_kinds", ["avgpool", "last4"], "Features evaluated (runner kinds).")
