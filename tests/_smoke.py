@@ -72,7 +72,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 BENCH_NO_TF_FLAGS = ["-c", NO_TENSORFLOW, BENCHMARK, "--tiny", "--skip_train", "--out={workdir}"]
 
 # fixture name -> its jobs (name, flags, forced CPU device count or None), in start order. Flags go to
-# launch/main.py (with --workdir), unless they start with their own program (a script or -c CODE), see command().
+# launch/main.py (with --workdir), unless they start with their own program (a script path or -c CODE), see command().
 BACKGROUND = {
   "smoke_run": [("smoke", SMOKE_FLAGS, None)],
   "device_runs": [("devices_1", DEVICE_FLAGS, None), ("devices_4", DEVICE_FLAGS, 4)],
@@ -86,7 +86,7 @@ RUN_LAST = ("benchmark_runs",)
 def command(flags, workdir):
   """The arguments after the interpreter for a background job: its own program with "{workdir}" filled in, or
   launch/main.py --workdir=WORKDIR and the flags."""
-  if flags and (flags[0] == "-c" or flags[0].endswith(".py")):
+  if flags and (flags[0] == "-c" or not flags[0].startswith("-")):
     return [f.replace("{workdir}", workdir) for f in flags]
   return [os.path.join(ROOT, "launch", "main.py"), f"--workdir={workdir}", *flags]
 
