@@ -50,12 +50,46 @@ RESUME_FLAGS = [
   *QUIET,
   *TINY_MODEL,
 ]
-# fixture name -> its jobs (name, launch/main.py flags, forced CPU device count or None), in start order.
+# launch/benchmark.py --tiny end to end: CIFAR-10 when $HJEPA_CIFAR10_DIR is set (the default recipe), else digits.
+BENCHMARK = os.path.join(ROOT, "launch", "benchmark.py")
+BENCH_TRAIN_CONFIG = (
+  "configs/smoke.py:dataset=cifar10_local" if os.environ.get("HJEPA_CIFAR10_DIR") else "configs/smoke.py"
+)
+BENCH_FLAGS = [BENCHMARK, "--tiny", f"--train_config={BENCH_TRAIN_CONFIG}", "--out={workdir}"]
+# `python -c NO_TENSORFLOW SCRIPT FLAGS...` runs SCRIPT where `import tensorflow` fails, in it and in every process it
+# starts (a `tensorflow` package that raises ImportError, first on PYTHONPATH).
+NO_TENSORFLOW = """
+import os, runpy, sys, tempfile
+blocker = tempfile.mkdtemp(prefix="no_tensorflow_")
+os.mkdir(os.path.join(blocker, "tensorflow"))
+with open(os.path.join(blocker, "tensorflow", "__init__.py"), "w") as f:
+  f.write("raise ImportError('tensorflow is blocked in this process')")
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [blocker, os.environ.get("PYTHONPATH")]))
+sys.path.insert(0, blocker)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+BENCH_NO_TF_FLAGS = ["-c", NO_TENSORFLOW, BENCHMARK, "--tiny", "--skip_train", "--out={workdir}"]
+
+# fixture name -> its jobs (name, flags, forced CPU device count or None), in start order. Flags go to
+# launch/main.py (with --workdir), unless they start with their own program (a script path or -c CODE), see command().
 BACKGROUND = {
   "smoke_run": [("smoke", SMOKE_FLAGS, None)],
   "device_runs": [("devices_1", DEVICE_FLAGS, None), ("devices_4", DEVICE_FLAGS, 4)],
   "resume_reference": [("resume_reference", RESUME_FLAGS, None)],
+  "benchmark_runs": [("bench_tiny", BENCH_FLAGS, None), ("bench_no_tf", BENCH_NO_TF_FLAGS, None)],
 }
+# Tests using these fixtures run last: their jobs are queued last, so waiting for them early would idle a core.
+RUN_LAST = ("benchmark_runs",)
+
+
+def command(flags, workdir):
+  """The arguments after the interpreter for a background job: its own program with "{workdir}" filled in, or
+  launch/main.py --workdir=WORKDIR and the flags."""
+  if flags and (flags[0] == "-c" or not flags[0].startswith("-")):
+    return [f.replace("{workdir}", workdir) for f in flags]
+  return [os.path.join(ROOT, "launch", "main.py"), f"--workdir={workdir}", *flags]
+
 
 FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"  # set for the test session by conftest.py
 

@@ -46,6 +46,7 @@ if USE_CACHE:
 # ---------------------------------------------------------------------------------------------
 import queue  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -82,8 +83,11 @@ class _Launcher:
         if devices
         else (SUBPROCESS_ENV)
       )
-      cmd = [sys.executable, os.path.join(ROOT, "launch", "main.py"), f"--workdir={self.workdir(name)}", *flags]
-      self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      cmd = [sys.executable, *_smoke.command(flags, self.workdir(name))]
+      # A session of its own: close() ends the job with the processes it started (launch/benchmark.py's workers).
+      self.proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+      )
       out, _ = self.proc.communicate()
       self.done[name].output, self.done[name].returncode = out, self.proc.returncode
       self.done[name].set()
@@ -96,7 +100,10 @@ class _Launcher:
   def close(self):
     self.stopped = True
     if self.proc is not None and self.proc.poll() is None:
-      self.proc.kill()
+      try:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+      except ProcessLookupError:  # ended meanwhile
+        pass
     shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -105,6 +112,7 @@ _launcher = []
 
 def pytest_collection_modifyitems(session, config, items):
   del session, config
+  items.sort(key=lambda item: any(name in item.fixturenames for name in _smoke.RUN_LAST))  # stable: order kept
   used = {name for item in items for name in item.fixturenames if name in _smoke.BACKGROUND}
   if used and not _launcher:
     _launcher.append(_Launcher())
@@ -135,6 +143,12 @@ def smoke_run():
 def device_runs():
   """{1: WORKDIR, 4: WORKDIR}: the same two steps on one and on four (forced) CPU devices."""
   return {devices: _finished(f"devices_{devices}") for devices in (1, 4)}
+
+
+@pytest.fixture(scope="session")
+def benchmark_runs():
+  """{job name: (returncode, output, OUT)} of tests/_smoke.BACKGROUND["benchmark_runs"], finished."""
+  return {job: _launcher[0].result(job) for job, _, _ in _smoke.BACKGROUND["benchmark_runs"]}
 
 
 @pytest.fixture(scope="session")

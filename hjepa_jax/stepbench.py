@@ -1,0 +1,111 @@
+"""Measures the configured update on synthetic inputs: compile time, step time, FLOPs, memory.
+
+The step is the run's own (`experiment.step_spec`: model, masks, losses, accumulation) with its schedules
+over a nominal run, on random uint8 images shaped as the input pipeline delivers them, compiled ahead of
+time so tracing, compiling and stepping are timed apart. Imports no TensorFlow (launch/benchmark.py runs
+it where TensorFlow is absent).
+"""
+
+import statistics
+import time
+
+import jax
+import numpy as np
+
+from hjepa_jax import config as config_lib
+from hjepa_jax import experiment
+from hjepa_jax import platform as platform_lib
+from hjepa_jax.optim import make_optimizer
+from hjepa_jax.train_step import init_state, make_train_step
+
+# Schedules (lr, weight decay, EMA) are resolved over a nominal run: they change constants, not the cost.
+NOMINAL_STEPS, NOMINAL_WARMUP = 1000, 10
+
+
+def synthetic_batch(cfg, spec, seed=0):
+  """Random uint8 inputs of one update (the second view and local crops when the losses read them)."""
+  images = cfg.data.batch_size * spec.grad_accum_steps
+  size = cfg.data.image_size
+  shapes = {"image": (images, size, size, 3)}
+  if spec.views.enabled:
+    shapes["image_view2"] = shapes["image"]
+    if spec.views.num_local:
+      local = cfg.data.multicrop.local_size
+      shapes["local"] = (images, spec.views.num_local, local, local, 3)
+  rs = np.random.RandomState(seed)
+  return {name: rs.randint(0, 256, shape, np.uint8) for name, shape in shapes.items()}
+
+
+def _flops(stage):
+  """XLA's FLOP count of a Lowered or Compiled stage (None where the backend has no cost analysis)."""
+  try:
+    cost = stage.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  (backends without a cost model raise assorted errors)
+    return None
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
+    cost = cost[0] if cost else {}
+  flops = (cost or {}).get("flops")
+  return float(flops) if flops is not None and flops >= 0 else None
+
+
+def _memory_analysis(compiled):
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return {}
+  names = ("argument", "output", "alias", "temp", "generated_code")
+  return {f"xla_{n}_bytes": int(getattr(stats, f"{n}_size_in_bytes")) for n in names if stats is not None}
+
+
+def measure_step(cfg, *, steps, warmup, plat=None):
+  """Compiles and times the update of `cfg`; returns a dict of plain numbers.
+
+  Raises ConfigError (a PlatformError for a setting this backend cannot run) before compiling anything.
+  The step time is the median of `steps` calls after `warmup` untimed ones, each waited for
+  (block_until_ready), on a batch already on the device.
+  """
+  plat = plat or platform_lib.detect()
+  config_lib.check_schema(cfg)
+  plat.check_dtype(cfg.model.dtype)
+  plat.check_attention(cfg.model.fused_attention, cfg.model.attention_impl)
+  spec = experiment.step_spec(cfg, total_steps=NOMINAL_STEPS, warmup_steps=NOMINAL_WARMUP)
+  model = spec.model
+  init_rng, step_rng = experiment.init_rngs(cfg.seed)
+  tx = make_optimizer(spec.optim, jax.eval_shape(model.init, init_rng))
+  state = jax.jit(lambda r: init_state(model, tx, r))(init_rng)
+  batch = jax.device_put(synthetic_batch(cfg, spec))
+  step = jax.jit(make_train_step(spec, tx), donate_argnums=(0,) if plat.donate else ())
+
+  t0 = time.perf_counter()
+  lowered = step.lower(state, batch, step_rng)
+  t1 = time.perf_counter()
+  compiled = lowered.compile()
+  t2 = time.perf_counter()
+  losses, times = [], []
+  for i in range(1 + warmup + steps):
+    start = time.perf_counter()
+    state, metrics = compiled(state, batch, step_rng)
+    jax.block_until_ready((state, metrics))
+    if i > warmup:
+      times.append(time.perf_counter() - start)
+    losses.append(float(metrics["loss"]))
+  step_s = statistics.median(times)
+  images = batch["image"].shape[0]
+  return {
+    "batch": images,
+    "image_size": cfg.data.image_size,
+    "params": sum(x.size for x in jax.tree_util.tree_leaves(state["params"])),
+    "lower_s": t1 - t0,
+    "compile_s": t2 - t0,  # trace + lower + XLA compile
+    "xla_compile_s": t2 - t1,
+    "timed_steps": len(times),
+    "step_ms": 1e3 * step_s,
+    "step_ms_min": 1e3 * min(times),
+    "step_ms_max": 1e3 * max(times),
+    "images_per_s": images / step_s,
+    "flops_per_step": _flops(compiled),  # the compiled program (custom calls such as cuDNN attention count 0)
+    "flops_lowered": _flops(lowered),  # before XLA's passes (counts remat recomputation, not custom calls)
+    "loss_first": losses[0],
+    "loss_last": losses[-1],
+    **_memory_analysis(compiled),
+  }

@@ -1,0 +1,178 @@
+"""launch/benchmark.py, the prepared accelerator check: its --tiny CPU run end to end (every field, finite numbers,
+the markdown), its micro-benchmark where `import tensorflow` fails, the chip table and MFU, the cell plan, and the
+CIFAR-10 pack that carries a subset to a machine without the data folder.
+
+The two runs are background jobs (tests/_smoke.BACKGROUND["benchmark_runs"]), queued after the others; the tests
+that read them run last.
+"""
+
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hjepa_jax import benchmark as bench
+from hjepa_jax import devices
+from tests import _smoke
+
+CELL_NUMBERS = ("compile_s", "step_ms", "images_per_s", "peak_memory_mib", "flops_per_step", "flops_lowered")
+CELL_NUMBERS += ("model_flops_per_step", "batch", "params", "loss_first", "loss_last", "xla_temp_bytes")
+
+
+def _report(benchmark_runs, job):
+  code, output, out = benchmark_runs[job]
+  assert code == 0, output[-3000:]
+  with open(os.path.join(out, "benchmark.json")) as f:
+    return json.load(f), out
+
+
+def _finite(value):
+  return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_tiny_run_reports_every_field(benchmark_runs):
+  report, out = _report(benchmark_runs, "bench_tiny")
+  cells = report["bench"]["cells"]
+  assert [(c["model"], c["attention"], c["status"]) for c in cells] == [("tiny", "einsum", "ok"), ("tiny", "xla", "ok")]
+  for c in cells:
+    for key in CELL_NUMBERS:
+      assert _finite(c[key]) and c[key] >= 0, (key, c.get(key))
+    assert c["step_ms_min"] <= c["step_ms"] <= c["step_ms_max"] and c["timed_steps"] == 3
+    assert c["mfu"] is None and "'cpu'" in c["mfu_reason"]  # no peak figure for a CPU: null, with the reason
+    assert c["speedup_vs_einsum"] > 0
+  assert report["device"]["backend"] == "cpu" and "RSS" in report["device"]["peak_memory_source"]
+  assert report["bench"]["model_flops"]["tiny"]["from"] == "tiny/float32/einsum/none"
+
+  train = report["train"]
+  assert train["status"] == "ok", train.get("error")
+  assert train["steps"] == train["planned_steps"] >= 2 and _finite(train["last_metrics"]["train/loss"])
+  assert _finite(train["timing"]["step_ms"]) and train["timing"]["step_ms"] > 0
+  for name in ("trained", "random_init"):
+    metrics = train["eval"][name]["metrics"]["avgpool"]
+    for key in ("knn_top1_k20", "linear_probe_top1"):
+      assert 0 <= metrics[key] <= 1, (name, key, metrics)
+  assert train["eval"]["trained"]["step"] == train["steps"] and train["eval"]["random_init"]["step"] == 0
+
+  with open(os.path.join(out, "benchmark.md")) as f:
+    text = f.read()
+  assert "| tiny (32 wide" in text and "| einsum |" in text and "| xla |" in text
+  assert "knn_top1_k20" in text and "linear_probe_top1" in text and "avgpool random init" in text
+
+
+def test_micro_benchmark_runs_without_tensorflow(benchmark_runs, tmp_path):
+  report, _ = _report(benchmark_runs, "bench_no_tf")  # `import tensorflow` raised in it and in every cell process
+  assert "train" not in report
+  assert [c["status"] for c in report["bench"]["cells"]] == ["ok", "ok"]
+  assert not any(c["tensorflow_imported"] for c in report["bench"]["cells"])
+  script = tmp_path / "child.py"  # the blocker holds in processes the script starts
+  script.write_text(
+    "import subprocess, sys\nsys.exit(subprocess.run([sys.executable, '-c', 'import tensorflow']).returncode)"
+  )
+  blocked = subprocess.run([sys.executable, "-c", _smoke.NO_TENSORFLOW, str(script)], capture_output=True, text=True)
+  assert blocked.returncode == 1 and "tensorflow is blocked" in blocked.stderr
+
+
+@pytest.mark.parametrize(
+  "kind, dtype, name, tflops",
+  [
+    ("NVIDIA H200", "bfloat16", "NVIDIA H200 SXM", 989.5),
+    ("NVIDIA H100 80GB HBM3", "bfloat16", "NVIDIA H100 SXM", 989.5),
+    ("NVIDIA H100 PCIe", "float32", "NVIDIA H100 PCIe", 378.0),
+    ("NVIDIA A100-SXM4-80GB", "float32", "NVIDIA A100", 156.0),
+    ("NVIDIA L4", "bfloat16", "NVIDIA L4", 121.0),
+    ("NVIDIA L40S", "bfloat16", "NVIDIA L40S", 366.5),
+    ("NVIDIA GeForce RTX 4090", "bfloat16", "NVIDIA GeForce RTX 4090", 165.2),
+    ("Apple M2 Max GPU (METAL)", "float32", "Apple M2 Max GPU", 13.6),
+  ],
+)
+def test_chip_table(kind, dtype, name, tflops):
+  peak, chip, reason = devices.peak_flops(kind, dtype)
+  assert chip.name == name and peak == tflops * 1e12 and not reason
+  assert chip.source
+
+
+def test_unknown_or_missing_peak_gives_no_mfu_and_a_reason():
+  peak, chip, reason = devices.peak_flops("cpu", "float32")
+  assert peak is None and chip is None and "'cpu'" in reason
+  peak, chip, reason = devices.peak_flops("Tesla T4", "bfloat16")
+  assert peak is None and chip.name == "NVIDIA T4" and "bfloat16" in reason
+  assert devices.mfu(2e12, 0.01, 1e15) == pytest.approx(0.2)
+  assert devices.mfu(None, 0.01, 1e15) is None and devices.mfu(2e12, 0.01, None) is None
+  assert all(c.source for c in devices.CHIPS)
+
+
+def test_cells_in_priority_order_with_reasons_for_skips():
+  cells = bench.plan_cells(["ti4_32", "s16_224"], ["bfloat16", "float32"], ["einsum", "xla", "cudnn"], ["none", "x"])
+  assert len(cells) == 24 and bench.cell_name(cells[0]) == "ti4_32/bfloat16/einsum/none"
+  assert [bench.cell_name(c) for c in cells[2:6]] == [
+    "ti4_32/bfloat16/xla/none",
+    "s16_224/bfloat16/xla/none",
+    "ti4_32/bfloat16/cudnn/none",
+    "s16_224/bfloat16/cudnn/none",
+  ]
+  cudnn_bf16, cudnn_f32 = cells[4], cells[10]
+  assert bench.skip_reason(cudnn_bf16, "cuda") is None and "CUDA only" in bench.skip_reason(cudnn_bf16, "cpu")
+  assert "bfloat16" in bench.skip_reason(cudnn_f32, "cuda") and bench.skip_reason(cells[0], "cpu") is None
+  config, overrides = bench.cell_config(cudnn_bf16, {"data.batch_size": 8})
+  assert config.startswith("configs/conservative.py:model=Ti/4")
+  assert overrides["data.batch_size"] == 8 and overrides["model.attention_impl"] == "cudnn"
+  cfg = bench.build_config(config, overrides)  # every cell's config is a real one
+  assert (cfg.model.variant, cfg.data.image_size, cfg.model.dtype) == ("Ti/4", 32, "bfloat16")
+
+
+def test_mfu_uses_the_model_flops_of_the_einsum_step():
+  device = {"chip": "NVIDIA H200"}
+
+  def cell(attention, remat, step_ms, flops):
+    return dict(model="s16_224", dtype="bfloat16", attention=attention, remat=remat, status="ok", device=device,
+                step_ms=step_ms, flops_lowered=flops)  # fmt: skip
+
+  cells = [cell("einsum", "none", 20.0, 4e12), cell("cudnn", "none", 10.0, 1e12), cell("einsum", "x", 25.0, 5e12)]
+  flops = bench.add_mfu(cells)
+  assert flops == {"s16_224": {"flops": 4e12, "from": "s16_224/bfloat16/einsum/none"}}
+  assert cells[1]["mfu"] == pytest.approx(4e12 / 0.010 / 989.5e12) and cells[1]["speedup_vs_einsum"] == 2.0
+  assert cells[2]["mfu"] == pytest.approx(4e12 / 0.025 / 989.5e12)  # remat's recomputation is not model work
+
+
+def test_parse_overrides():
+  assert bench.parse_overrides(["model.depth=2", "model.variant=Ti/4", "loss.hierarchy_weights=(1.0, 0.5)"]) == {
+    "model.depth": 2,
+    "model.variant": "Ti/4",
+    "loss.hierarchy_weights": (1.0, 0.5),
+  }
+  with pytest.raises(ValueError, match="KEY=VALUE"):
+    bench.parse_overrides(["model.depth"])
+
+
+def _write_batch(path, images, labels):
+  with open(path, "wb") as f:
+    pickle.dump({b"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1), b"labels": labels.tolist()}, f)
+
+
+def test_cifar10_pack_unpacks_as_the_layout_the_loader_reads(tmp_path):
+  from hjepa_jax.data.sources import load_cifar10  # pylint: disable=g-import-not-at-top
+
+  rs = np.random.RandomState(0)
+  source = tmp_path / "cifar-10-batches-py"
+  source.mkdir()
+  images = rs.randint(0, 256, (6, 12, 32, 32, 3), np.uint8)
+  labels = rs.randint(0, 10, (6, 12))
+  for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+    _write_batch(source / name, images[i], labels[i])
+  pack = tmp_path / "pack" / "cifar10_subset.npz"
+  assert bench.pack_cifar10(str(pack), str(source), 23, 7) == {"train": 23, "test": 7}
+  assert bench.unpack_cifar10(str(pack), str(tmp_path / "unpacked")) == {"train": 23, "test": 7}
+  for split, (all_images, all_labels) in {
+    "train": (images[:5].reshape(-1, 32, 32, 3), labels[:5].reshape(-1)),
+    "test": (images[5], labels[5]),
+  }.items():
+    got_images, got_labels = load_cifar10(tmp_path / "unpacked", split)
+    n = len(all_labels)
+    idx = np.sort(np.random.default_rng(0).permutation(n)[: len(got_labels)])  # the pack's seeded subset
+    np.testing.assert_array_equal(got_images, all_images[idx])
+    np.testing.assert_array_equal(got_labels, all_labels[idx])
