@@ -6,6 +6,9 @@ jax-graft "mtl"; "mlx" is accepted for MLX-based plugins.
 
 import dataclasses
 import logging
+import os
+import re
+import sys
 
 from hjepa_jax.config import ConfigError
 
@@ -14,6 +17,48 @@ APPLE_BACKENDS = ("metal", "mps", "mtl", "mlx")
 NO_DONATION = ("metal",)
 # Backends with bfloat16 kernels for our ops; jax-metal (METAL) lacks several.
 BF16_BACKENDS = ("cpu", "cuda", "gpu", "rocm", "tpu", "mps", "mtl")
+
+
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
+THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def use_huge_pages():
+  """Restarts this process once with glibc's malloc backing large blocks by transparent huge pages.
+
+  XLA:CPU allocates each step's temporaries afresh (gigabytes for a ViT step) and glibc maps them
+  with 4 KiB pages, so every step pays millions of page faults: on the 2-core CI machine a third of a
+  ViT-Ti/16 step went to the kernel. `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc >= 2.35) asks
+  for 2 MiB pages where the kernel allows them (THP "madvise" or "always"), cutting the faults ~500x
+  (BENCHMARKS.md). glibc reads tunables only at start-up, hence the restart; call this first thing
+  in a launcher. A no-op elsewhere (macOS, musl, THP off, already set) or with HJEPA_HUGE_PAGES=0.
+  """
+  env = os.environ
+  if env.get("HJEPA_HUGE_PAGES", "1") == "0" or "glibc.malloc.hugetlb" in env.get("GLIBC_TUNABLES", ""):
+    return
+  if not sys.platform.startswith("linux") or not _glibc_at_least(2, 35) or not _thp_usable():
+    return
+  tunables = ":".join(t for t in (env.get("GLIBC_TUNABLES"), HUGE_PAGES_TUNABLE) if t)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], dict(env, GLIBC_TUNABLES=tunables))
+
+
+def _glibc_at_least(major, minor):
+  try:
+    name, version = os.confstr("CS_GNU_LIBC_VERSION").split()
+  except (ValueError, OSError, AttributeError):
+    return False
+  found = re.match(r"(\d+)\.(\d+)", version)
+  return name == "glibc" and found is not None and tuple(map(int, found.groups())) >= (major, minor)
+
+
+def _thp_usable():
+  try:
+    with open(THP_SETTING) as f:
+      return "[never]" not in f.read()
+  except OSError:
+    return False
 
 
 class PlatformError(ConfigError):

@@ -59,4 +59,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from hjepa_jax.platform import use_huge_pages
+
+  use_huge_pages()  # restarts once with huge-page malloc where that helps
   app.run(main)

@@ -39,4 +39,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  platform.use_huge_pages()  # restarts once with huge-page malloc where that helps
   app.run(main)

@@ -1,5 +1,9 @@
 """Per-backend settings: names compared case-insensitively, refusals name the key and the fix."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from hjepa_jax import platform
@@ -41,3 +45,18 @@ def test_cudnn_attention_only_on_cuda_and_fused():
 def test_detect_reports_this_machine():
   p = platform.detect()
   assert p.backend == p.backend.lower() and p.num_devices >= 1
+
+
+def test_launchers_restart_once_with_huge_page_malloc():
+  """use_huge_pages re-executes the process with the glibc tunable set (once), unless opted out."""
+  if not (platform._glibc_at_least(2, 35) and platform._thp_usable()):
+    pytest.skip("needs glibc >= 2.35 and transparent huge pages not 'never'")
+  code = "from hjepa_jax.platform import use_huge_pages; use_huge_pages(); import os; print(os.environ.get('GLIBC_TUNABLES'))"
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+  run = lambda **extra: subprocess.run(  # noqa: E731
+    [sys.executable, "-c", code], env=dict(env, PYTHONPATH=root, **extra), capture_output=True, text=True, check=True
+  ).stdout.strip()
+  assert run() == platform.HUGE_PAGES_TUNABLE
+  assert run(GLIBC_TUNABLES="glibc.malloc.arena_max=2") == "glibc.malloc.arena_max=2:" + platform.HUGE_PAGES_TUNABLE
+  assert run(HJEPA_HUGE_PAGES="0") == "None"
