@@ -262,6 +262,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
           break
     if step >= exp.total_steps:
       logging.info("training finished at step %d", step)
+    # One compile per run is a design rule (static shapes); the log shows it held.
+    input_programs = f", device input {data_iter.compiles}" if on_device else ""
+    logging.info("programs compiled: train_step %d%s", train_step._cache_size(), input_programs)  # pylint: disable=protected-access
     if jax.process_index() == 0:  # the last logged metrics, for launch/ablate.py and compare_runs
       with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump({"step": step, "metrics": last}, f, indent=2)

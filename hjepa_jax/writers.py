@@ -9,6 +9,7 @@ EventFileWriter and protos, with PNGs encoded by zlib. `tools/events.py` and Ten
 """
 
 import contextlib
+import logging
 import struct
 import time
 import zlib
@@ -16,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from absl import logging
 
 
 def create_default_writer(logdir: str, *, just_logging: bool = False):
@@ -24,7 +24,7 @@ def create_default_writer(logdir: str, *, just_logging: bool = False):
   try:
     from clu import metric_writers  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
   except ImportError:
-    logging.info("TensorFlow is not importable: writing TensorBoard events with the tensorboard package")
+    logging.info("TensorFlow is not importable: TensorBoard events are written by the tensorboard package")
     return EventWriter(None if just_logging else logdir)
   return metric_writers.create_default_writer(logdir, just_logging=just_logging)
 
@@ -69,7 +69,8 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class EventWriter:
-  """A TensorFlow-free metric writer: log lines plus (with a logdir) one TensorBoard event file."""
+  """A TensorFlow-free metric writer: log lines (absl's logger, as clu's LoggingWriter) plus, with a logdir,
+  one TensorBoard event file."""
 
   def __init__(self, logdir: str | None):
     self._file = None
@@ -94,7 +95,7 @@ class EventWriter:
     from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
     from tensorboard.plugins.scalar import metadata  # pylint: disable=g-import-not-at-top
 
-    logging.info("[%d] %s", step, ", ".join(f"{k}={float(v):.6g}" for k, v in scalars.items()))
+    logging.getLogger("absl").info("[%d] %s", step, ", ".join(f"{k}={float(v):.6g}" for k, v in scalars.items()))
     values = [
       self._value(k, np.asarray(float(v), np.float32), metadata.create_summary_metadata(k, ""))
       for k, v in scalars.items()

@@ -50,11 +50,43 @@ RESUME_FLAGS = [
   *QUIET,
   *TINY_MODEL,
 ]
-# fixture name -> its jobs (name, launch/main.py flags, forced CPU device count or None), in start order.
+# Training where TensorFlow cannot be imported (tests/no_tensorflow/sitecustomize.py hides it), on the device
+# input path: TF_FREE_STEPS steps with checkpoints and an in-training k-NN, then the same command with twice the
+# steps resumed in the same WORKDIR, and that longer run uninterrupted. The schedules are constant (no warmup,
+# final lr / weight decay / EMA equal to the start), so the resumed run must end where the uninterrupted one does.
+NO_TENSORFLOW_ENV = {
+  "PYTHONPATH": os.pathsep.join(
+    filter(None, [os.path.join(ROOT, "tests", "no_tensorflow"), os.environ.get("PYTHONPATH")])
+  )
+}
+TF_FREE_STEPS = 4
+TF_FREE_FLAGS = [
+  f"--config={os.path.join(ROOT, 'configs', 'smoke.py')}",
+  *TINY_MODEL,
+  "--config.data.pipeline=device",
+  "--config.data.horizontal_flip=True",
+  "--config.data.deit3_strength=1.0",
+  f"--config.ckpt_every_steps={TF_FREE_STEPS // 2}",
+  f"--config.eval.every_steps={TF_FREE_STEPS}",
+  "--config.eval.max_examples=64",
+  f"--config.log_every_steps={TF_FREE_STEPS // 2}",
+  "--config.optim.warmup_steps=0",
+  "--config.optim.final_lr=0.001",  # smoke.py's lr
+  "--config.optim.final_weight_decay=0.04",  # the schema's weight_decay
+  "--config.ema.end=0.996",  # the schema's ema.start
+]
+TF_FREE_LONG = [*TF_FREE_FLAGS, f"--config.total_steps={2 * TF_FREE_STEPS}"]
+# fixture name -> its jobs (name, launch/main.py flags, forced CPU device count or None[, options]), in start
+# order. options: {"env": extra environment variables, "workdir": the job whose WORKDIR this one reuses}.
 BACKGROUND = {
   "smoke_run": [("smoke", SMOKE_FLAGS, None)],
   "device_runs": [("devices_1", DEVICE_FLAGS, None), ("devices_4", DEVICE_FLAGS, 4)],
   "resume_reference": [("resume_reference", RESUME_FLAGS, None)],
+  "tf_free_runs": [
+    ("tf_free", [*TF_FREE_FLAGS, f"--config.total_steps={TF_FREE_STEPS}"], None, {"env": NO_TENSORFLOW_ENV}),
+    ("tf_free_resumed", TF_FREE_LONG, None, {"env": NO_TENSORFLOW_ENV, "workdir": "tf_free"}),
+    ("tf_free_reference", TF_FREE_LONG, None, {"env": NO_TENSORFLOW_ENV}),
+  ],
 }
 
 FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"  # set for the test session by conftest.py
