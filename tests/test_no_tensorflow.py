@@ -12,6 +12,7 @@ import pytest
 
 from hjepa_jax import checkpoint, writers
 from hjepa_jax.tools import events
+from tests import _smoke
 from tests._data import write_fake_cifar10
 from tests._smoke import NO_TENSORFLOW_ENV, TF_FREE_STEPS
 
@@ -26,7 +27,13 @@ cfg = default_data_config()
 cfg.datasets, cfg.cifar10_dir, cfg.image_size, cfg.batch_size = ("cifar10_local",), sys.argv[1], 16, 8
 cfg.pipeline, cfg.deit3_strength, cfg.eval_max_examples = "device", 1.0, 8
 assert pretrain_num_examples(cfg) == 100
-assert next(make_device_iterator(cfg, seed=0))["image"].shape == (8, 16, 16, 3)
+import jax, numpy as np
+from jax.sharding import Mesh
+four = next(make_device_iterator(cfg, seed=0, num_views=2))  # 4 forced CPU devices: sharded, whole batch at once
+one = next(make_device_iterator(cfg, seed=0, num_views=2, mesh=Mesh(np.asarray(jax.devices()[:1]), ("data",))))
+assert four["image"].shape == (8, 16, 16, 3) and len(four["image"].sharding.device_set) == 4
+for k in four:  # the same batch on one device (in chunks of examples)
+  np.testing.assert_array_equal(np.asarray(four[k]), np.asarray(one[k]))
 assert load_eval_data(cfg)["test"][0].shape == (8, 16, 16, 3)  # resized 32 -> 16 px without TensorFlow
 assert not [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets")]
 print("no tensorflow")
@@ -34,8 +41,10 @@ print("no tensorflow")
 
 
 def test_device_path_and_evaluation_data_import_no_tensorflow(tmp_path):
+  """cifar10_local through the device path and the evaluation loader with TensorFlow hidden; and the device
+  path's batch is the same on a 4-device mesh as on one device."""
   write_fake_cifar10(tmp_path, per_batch=20)
-  env = dict(os.environ, **NO_TENSORFLOW_ENV)
+  env = _smoke.with_xla_flag(dict(os.environ, **NO_TENSORFLOW_ENV), "--xla_force_host_platform_device_count=4")
   env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], ROOT])
   proc = subprocess.run(
     [sys.executable, "-c", _NO_TF_SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300

@@ -18,9 +18,12 @@ stateless Philox), so the two paths agree in distribution, not pixel for pixel.
 Resizing is separable: each output axis is a [out, in] matrix of bilinear (triangle-kernel) weights
 restricted to the crop box and widened by in/out when shrinking, which is what crop-then-
 `tf.image.resize(antialias=True)` computes (up to float rounding). The crop box is a weight
-pattern, not a slice, so shapes stay static; a flip reverses the column weights.
+pattern, not a slice, so shapes stay static; a flip reverses the column weights, and 3-Augment's
+Gaussian blur (linear, separable) is one more matrix product on those weights. The per-pixel
+3-Augment ops then run on [3, S, S] planes.
 """
 
+import functools
 import logging
 import math
 from collections.abc import Iterator
@@ -38,7 +41,8 @@ from hjepa_jax.data.validate import DataError, check_data_config
 
 _log = logging.getLogger(__name__)
 TAG = 0x44455649  # separates the device path's draws from every other use of the run's seed
-_HIGHEST = jax.lax.Precision.HIGHEST  # TF32 matmuls on GPUs would move pixels by whole grey levels
+_HIGHEST = jax.lax.Precision.HIGHEST
+CPU_CHUNK = 8  # examples per step of the loop on one CPU device (10-25% faster than the whole batch at 224 px)  # TF32 matmuls on GPUs would move pixels by whole grey levels
 
 
 def _lerp(u, lo: float, hi: float):
@@ -81,14 +85,26 @@ def axis_weights(start, length, in_size: int, out_size: int):
   return w / jnp.maximum(w.sum(axis=1, keepdims=True), 1e-12)
 
 
-def resize_box(image, box, out_size: int, flip=False):
-  """float32 [out, out, C]: the box (top, left, h, w) of image [H, W, C] resized to out x out,
-  mirrored left-right where `flip`."""
-  wy = axis_weights(box[0], box[2], image.shape[0], out_size)
-  wx = axis_weights(box[1], box[3], image.shape[1], out_size)
-  wx = jnp.where(flip, wx[::-1], wx)
-  rows = jnp.einsum("sh,hwc->swc", wy, image.astype(jnp.float32), precision=_HIGHEST)
-  return jnp.einsum("tw,swc->stc", wx, rows, precision=_HIGHEST)
+def blur_matrix(sigma, radius: int, size: int):
+  """float32 [size, size]: one axis of augment._gaussian_blur (taps exp(-t^2 / 2 sigma^2) for |t| <= radius,
+  normalised, "REFLECT" borders) as a matrix, so a blur can be folded into the resize weights. Entry (i, j)
+  sums the taps that read pixel j for output i: directly (t = j - i) or through the reflection at either
+  border (t = -j - i when j > 0; t = 2 (size - 1) - j - i when j < size - 1)."""
+  i, j = jnp.arange(size)[:, None], jnp.arange(size)[None]
+
+  def tap(t):
+    return jnp.where(jnp.abs(t) <= radius, jnp.exp(-(t.astype(jnp.float32) ** 2) / (2.0 * sigma**2)), 0.0)
+
+  low = jnp.where(j > 0, tap(-j - i), 0.0)
+  high = jnp.where(j < size - 1, tap(2 * (size - 1) - j - i), 0.0)
+  return (tap(j - i) + low + high) / tap(jnp.arange(-radius, radius + 1)).sum()
+
+
+def resample(image, wy, wx):
+  """float32 planes [C, out_y, out_x] = wy @ image[..., c] @ wx.T for uint8 image [H, W, C]. Planar, because
+  XLA:CPU handles per-channel arithmetic on a minor dimension of 3 several times slower."""
+  rows = jnp.einsum("sh,hwc->csw", wy, image.astype(jnp.float32), precision=_HIGHEST)
+  return jnp.einsum("csw,tw->cst", rows, wx, precision=_HIGHEST)
 
 
 def to_uint8(image):
@@ -96,30 +112,48 @@ def to_uint8(image):
   return jnp.clip(jnp.round(image), 0, 255).astype(jnp.uint8)
 
 
-def _gray(image):
-  return image @ jnp.asarray(V.GRAY_WEIGHTS, jnp.float32)[:, None]  # [H, W, 1]
+def _gray(planes):
+  r, g, b = V.GRAY_WEIGHTS
+  return (r * planes[0] + g * planes[1] + b * planes[2])[None]  # [1, S, S], broadcasts against the planes
 
 
-def _blur(image, sigma, radius: int):
-  """Separable Gaussian blur with reflected borders (static radius: shifted copies, summed)."""
-  size = image.shape[0]
-  k = jnp.exp(-(jnp.arange(-radius, radius + 1, dtype=jnp.float32) ** 2) / (2.0 * sigma**2))
-  k = k / k.sum()
-  padded = jnp.pad(image, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
-  rows = sum(k[t] * padded[t : t + size] for t in range(2 * radius + 1))
-  return sum(k[t] * rows[:, t : t + size] for t in range(2 * radius + 1))
+def _choice(u):
+  """3-Augment's operation: 0 grayscale, 1 solarize, 2 blur."""
+  return jnp.minimum(jnp.floor(u[V.U_CHOICE] * 3.0), 2.0)
 
 
-def three_augment(image, u, cfg: V.AugmentConfig):
-  """augment._three_augment in JAX: one of grayscale / solarize / blur (by u[U_CHOICE]) blended in with
-  weight min(s, 1), then brightness, contrast and saturation jitter in [1 - 0.3 s, 1 + 0.3 s]."""
+def _blur_sigma(u, cfg: V.AugmentConfig):
+  return jnp.maximum(_lerp(u[V.U_SIGMA], *V.BLUR_SIGMA) * cfg.deit3_strength * cfg.image_size / 224.0, 1e-3)
+
+
+def resize_views(image, box, flip, u, cfg: V.AugmentConfig):
+  """(base, blurred) float32 planes [3, S, S] of one example: its crop `box` (top, left, h, w) resized to
+  S = cfg.image_size and mirrored where `flip`, and, with 3-Augment on, that image blurred (augment.py's
+  Gaussian blur, which is linear and separable: a product with the resize weights). At strength >= 1 the
+  blend weight is 1 and a blurred example needs no unblurred copy, so one resample serves both."""
+  size = cfg.image_size
+  wy = axis_weights(box[0], box[2], image.shape[0], size)
+  wx = axis_weights(box[1], box[3], image.shape[1], size)
+  wx = jnp.where(flip, wx[::-1], wx)
+  if cfg.deit3_strength <= 0:
+    return resample(image, wy, wx), None
+  k = blur_matrix(_blur_sigma(u, cfg), V.blur_radius(cfg.deit3_strength, size), size)
+  ky, kx = (jnp.matmul(k, w, precision=_HIGHEST) for w in (wy, wx))
+  if cfg.deit3_strength >= 1:
+    blur = _choice(u) == 2
+    base = resample(image, jnp.where(blur, ky, wy), jnp.where(blur, kx, wx))
+    return base, base
+  return resample(image, wy, wx), resample(image, ky, kx)
+
+
+def three_augment(base, blurred, u, cfg: V.AugmentConfig):
+  """augment._three_augment on planes [3, S, S]: one of grayscale / solarize / blur (by u[U_CHOICE]) blended in
+  with weight min(s, 1), then brightness, contrast and saturation jitter in [1 - 0.3 s, 1 + 0.3 s]."""
   s = cfg.deit3_strength
-  sigma = jnp.maximum(_lerp(u[V.U_SIGMA], *V.BLUR_SIGMA) * s * cfg.image_size / 224.0, 1e-3)
-  choice = jnp.minimum(jnp.floor(u[V.U_CHOICE] * 3.0), 2.0)
-  solarized = jnp.where(image >= 128.0, 255.0 - image, image)
-  blurred = _blur(image, sigma, V.blur_radius(s, cfg.image_size))
-  changed = jnp.where(choice == 0, _gray(image) + jnp.zeros_like(image), jnp.where(choice == 1, solarized, blurred))
-  image = image + min(s, 1.0) * (changed - image)
+  choice = _choice(u)
+  solarized = jnp.where(base >= 128.0, 255.0 - base, base)
+  changed = jnp.where(choice == 0, _gray(base), jnp.where(choice == 1, solarized, blurred))
+  image = changed if s >= 1 else base + s * (changed - base)
   f = jnp.maximum(0.0, _lerp(u[V.U_JITTER], 1.0 - V.JITTER * s, 1.0 + V.JITTER * s))
   image = jnp.clip(image * f[0], 0.0, 255.0)
   mean = _gray(image).mean()
@@ -142,10 +176,13 @@ def uniforms(seed: int, epoch, offset, view_ids):
   return jax.vmap(one)(epoch, offset)
 
 
-def augment_batch(images, source, example, epoch, offset, *, seed: int, views: V.ViewConfig):
+def augment_batch(images, source, example, epoch, offset, *, seed: int, views: V.ViewConfig, chunk: int = 0):
   """Every view of a batch: `images` is a tuple of uint8 [N_k, H_k, W_k, 3] (one per source) and
   source / example / epoch / offset are int32 [B]. Returns the tf.data iterator's dict: "image"
-  uint8 [B, S, S, 3], "image_view2" with two global views, "local" [B, L, s, s, 3] with multi-crop."""
+  uint8 [B, S, S, 3], "image_view2" with two global views, "local" [B, L, s, s, 3] with multi-crop.
+
+  chunk > 0 processes that many examples at a time in a loop (same values): on a CPU, whole-batch
+  intermediates (38 MB per 64 images at 224 px) fall out of cache and ran 3x slower."""
   u = uniforms(seed, epoch, offset, views.view_ids)
   heights = jnp.asarray([x.shape[1] for x in images], jnp.float32)[source]
   widths = jnp.asarray([x.shape[2] for x in images], jnp.float32)[source]
@@ -153,15 +190,25 @@ def augment_batch(images, source, example, epoch, offset, *, seed: int, views: V
   pixels = [x[jnp.where(source == k, example, 0)] for k, x in enumerate(images)]
 
   def view(v, cfg):
-    box = crop_boxes(u[:, v], heights, widths, cfg)
-    flip = (u[:, v, V.U_FLIP] < 0.5) & cfg.horizontal_flip
-    out = None
-    for k, x in enumerate(pixels):
-      resized = jax.vmap(lambda im, b, f: resize_box(im, b, cfg.image_size, f))(x, box, flip)
-      out = resized if out is None else jnp.where((source == k)[:, None, None, None], resized, out)
-    if cfg.deit3_strength > 0:
-      out = jax.vmap(lambda im, uv: three_augment(im, uv, cfg))(out, u[:, v])
-    return to_uint8(out)
+    uv = u[:, v]
+    box = crop_boxes(uv, heights, widths, cfg)
+    flip = (uv[:, V.U_FLIP] < 0.5) & cfg.horizontal_flip
+
+    def one(args):  # one example: its pixels in every source (the one of its own source is kept), draws and box
+      xs, src, bx, f, uu = args
+      base = blurred = None
+      for k, x in enumerate(xs):
+        b, bl = resize_views(x, bx, f, uu, cfg)
+        if base is None:
+          base, blurred = b, bl
+        else:
+          base, blurred = jnp.where(src == k, b, base), None if bl is None else jnp.where(src == k, bl, blurred)
+      if cfg.deit3_strength > 0:
+        base = three_augment(base, blurred, uu, cfg)
+      return jnp.moveaxis(to_uint8(base), 0, -1)  # [3, S, S] -> [S, S, 3]
+
+    args = (tuple(pixels), source, box, flip, uv)
+    return jax.lax.map(one, args, batch_size=chunk) if chunk else jax.vmap(one)(args)
 
   g = views.num_global
   batch = {"image": view(0, views.global_cfg)}
@@ -202,6 +249,17 @@ class DeviceIterator(Iterator[dict[str, jax.Array]]):
     return self._fn._cache_size()  # pylint: disable=protected-access
 
 
+@functools.lru_cache(maxsize=8)
+def _augment_fn(seed: int, views: V.ViewConfig, mesh: Mesh, chunk: int):
+  """The jitted `augment_batch`, shared by iterators with the same arguments (a resumed one, a benchmark's).
+  On one CPU device examples go through in cache-sized chunks; accelerators (and meshes, whose batch axis
+  is sharded) take the whole batch at once."""
+  return jax.jit(
+    lambda imgs, *idx: augment_batch(imgs, *idx, seed=seed, views=views, chunk=chunk),
+    out_shardings=NamedSharding(mesh, P("data")),
+  )
+
+
 def make_device_iterator(
   data_cfg: Any,
   *,
@@ -236,10 +294,7 @@ def make_device_iterator(
     raise DataError(f"Dataset(s) {starved} get no example per epoch at their weight; raise it or remove them.")
   replicated = NamedSharding(mesh, P())
   images = tuple(jax.make_array_from_callback(s.images.shape, replicated, lambda i, x=s.images: x[i]) for s in sources)
-  fn = jax.jit(
-    lambda imgs, *idx: augment_batch(imgs, *idx, seed=int(seed), views=views),
-    out_shardings=NamedSharding(mesh, P("data")),
-  )
+  fn = _augment_fn(int(seed), views, mesh, CPU_CHUNK if jax.default_backend() == "cpu" and mesh.size == 1 else 0)
   _log.info(
     "Pretraining data on the device: %s; %d examples/epoch; global batch %d over %d device(s); start step %d; "
     "%d global view(s) of %d px, %d local view(s) of %d px; %.1f MiB of images per device",
