@@ -67,6 +67,11 @@ def test_training_checkpoints_resumes_and_logs_without_tensorflow(tf_free_runs):
   scalars = events.read_scalars(workdir)
   np.testing.assert_array_equal(scalars["train/loss"][0], [2, 4, 6, 8])
   assert "eval/knn_top1_k20" in scalars and np.all(np.isfinite(scalars["train/loss"][1]))
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+
+  written = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
+  written.Reload()
+  assert "train/masks" in written.Tags()["tensors"]  # the mask images, PNGs written without TensorFlow
   step_a, a = checkpoint.restore_for_eval(workdir)
   step_b, b = checkpoint.restore_for_eval(tf_free_runs["tf_free_reference"][2])
   assert step_a == step_b == 2 * TF_FREE_STEPS
