@@ -1,7 +1,7 @@
 """The device input path (`data.pipeline=device`): in-memory datasets held on the accelerator(s) as uint8,
 batches selected and augmented inside one jitted function with static shapes. No TensorFlow.
 
-Why: tf.data on a few host cores delivers about 100 images/s of DeiT-III-augmented 224 px crops, far
+Why: tf.data on a few host cores delivers a few hundred DeiT-III-augmented 224 px crops per second, far
 below what one GPU step consumes, and the accelerator machines have no TensorFlow. Here the host only
 computes a batch's (source, example, epoch, offset) indices with the same numpy `MixtureOrder` as the
 tf.data path (so both paths visit the same examples in the same order: epoch-based, without
