@@ -21,6 +21,7 @@ from hjepa_jax import data as data_lib
 from hjepa_jax import experiment as experiment_lib
 from hjepa_jax import masks as masks_lib
 from hjepa_jax import platform as platform_lib
+from hjepa_jax import writers
 from hjepa_jax.optim import make_optimizer
 from hjepa_jax.tools.overlay import mask_overlay
 from hjepa_jax.train_step import init_state, make_train_step
@@ -95,8 +96,6 @@ def _to_global(batch, sharding, process_count):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains (resuming from `workdir` if it holds checkpoints) and returns the last logged metrics."""
-  from clu import metric_writers  # imports TensorFlow: keep it out of the core modules
-
   platform = platform_lib.detect()
   exp, reader = experiment_lib.prepare(config, platform)
   spec = exp.step_spec
@@ -122,7 +121,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
 
   # Mesh: one "data" axis over every device; batches sharded on it, the state replicated.
   mesh = Mesh(np.asarray(jax.devices()), ("data",))
@@ -148,15 +147,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     logging.info("resumed from %s at step %d", source, int(state["step"]))
   start = int(state["step"])
 
-  # Input pipeline, started where the restored state left off.
-  data_iter = data_lib.make_pretrain_iterator(
+  # Input pipeline, started where the restored state left off: tf.data on the host, or (data.pipeline=device)
+  # batches made on the devices, already global arrays on the mesh.
+  on_device = reader.data.pipeline == "device"
+  make_iterator = data_lib.make_device_iterator if on_device else data_lib.make_pretrain_iterator
+  data_iter = make_iterator(
     reader.data,
     seed=exp.seed,
     start_step=start,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
     batch_size=exp.global_batch,
     num_views=2 if spec.views.enabled else 1,
+    **({"mesh": mesh} if on_device else {"process_index": jax.process_index(), "process_count": jax.process_count()}),
   )
 
   # The update: one compile for the whole run.
@@ -177,7 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   mask_fn = jax.jit(lambda r, s: masks_lib.sample_masks(jax.random.fold_in(r, s), 4, spec.masks))
 
   def log_masks(at_step, host_batch):
-    images = host_batch["image"][:4]
+    images = np.asarray(host_batch["image"][:4])
     masks = jax.device_get(mask_fn(step_rng, at_step))
     writer.write_images(at_step, {"train/masks": mask_overlay(images, masks, model.grid)})
 
@@ -186,12 +187,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   t_last, step_last = time.time(), start
   step = start
   try:
-    with metric_writers.ensure_flushes(writer), StopRequest() as stop:
+    with writers.ensure_flushes(writer), StopRequest() as stop:
       while step < exp.total_steps:
         host_batch = next(data_iter)
         if exp.log_mask_images and (step == start or (exp.eval.every and (step + 1) % exp.eval.every == 0)):
           log_masks(step, host_batch)
-        batch = _to_global(host_batch, data_sharding, platform.process_count)
+        batch = host_batch if on_device else _to_global(host_batch, data_sharding, platform.process_count)
         state, metrics = train_step(state, batch, step_rng)
         step += 1
         pending.append(metrics)
@@ -261,6 +262,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
           break
     if step >= exp.total_steps:
       logging.info("training finished at step %d", step)
+    # One compile per run is a design rule (static shapes); the log shows it held.
+    input_programs = f", device input {data_iter.compiles}" if on_device else ""
+    logging.info("programs compiled: train_step %d%s", train_step._cache_size(), input_programs)  # pylint: disable=protected-access
     if jax.process_index() == 0:  # the last logged metrics, for launch/ablate.py and compare_runs
       with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump({"step": step, "metrics": last}, f, indent=2)

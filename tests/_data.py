@@ -19,18 +19,22 @@ def fresh_cache():
   data.clear_cache()
 
 
-def write_fake_cifar10(root: str | Path, per_batch: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """Writes data_batch_1..5, test_batch and batches.meta with random images.
+def write_fake_cifar10(
+  root: str | Path, per_batch: int = 20, seed: int = 0, images: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+  """Writes data_batch_1..5, test_batch and batches.meta with random images (or `images`
+  [per_batch, 32, 32, 3] in every file).
 
   Returns the train images [5 * per_batch, 32, 32, 3] and labels as the
   loader should see them, so tests can compare pixel for pixel.
   """
+  given = images
   root = Path(root)
   root.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(seed)
   train_x, train_y = [], []
   for name in sources.CIFAR10_TRAIN_FILES + sources.CIFAR10_TEST_FILES:
-    images = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8) if given is None else given
     labels = rng.integers(0, 10, per_batch).tolist()
     batch = {
       b"batch_label": name.encode(),

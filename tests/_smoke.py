@@ -50,34 +50,56 @@ RESUME_FLAGS = [
   *QUIET,
   *TINY_MODEL,
 ]
-# launch/benchmark.py --tiny end to end: CIFAR-10 when $HJEPA_CIFAR10_DIR is set (the default recipe), else digits.
+# Training where TensorFlow cannot be imported (tests/no_tensorflow/sitecustomize.py hides it), on the device
+# input path: TF_FREE_STEPS steps with checkpoints and an in-training k-NN, then the same command with twice the
+# steps resumed in the same WORKDIR, and that longer run uninterrupted. The schedules are constant (no warmup,
+# final lr / weight decay / EMA equal to the start), so the resumed run must end where the uninterrupted one does.
+NO_TENSORFLOW_ENV = {
+  "PYTHONPATH": os.pathsep.join(
+    filter(None, [os.path.join(ROOT, "tests", "no_tensorflow"), os.environ.get("PYTHONPATH")])
+  )
+}
+TF_FREE_STEPS = 4
+TF_FREE_FLAGS = [
+  f"--config={os.path.join(ROOT, 'configs', 'smoke.py')}",
+  *TINY_MODEL,
+  "--config.data.pipeline=device",
+  "--config.data.horizontal_flip=True",
+  "--config.data.deit3_strength=1.0",
+  f"--config.ckpt_every_steps={TF_FREE_STEPS // 2}",
+  f"--config.eval.every_steps={TF_FREE_STEPS}",
+  "--config.eval.max_examples=64",
+  f"--config.log_every_steps={TF_FREE_STEPS // 2}",
+  "--config.optim.warmup_steps=0",
+  "--config.optim.final_lr=0.001",  # smoke.py's lr
+  "--config.optim.final_weight_decay=0.04",  # the schema's weight_decay
+  "--config.ema.end=0.996",  # the schema's ema.start
+]
+TF_FREE_LONG = [*TF_FREE_FLAGS, f"--config.total_steps={2 * TF_FREE_STEPS}"]
+# fixture name -> its jobs (name, flags, forced CPU device count or None[, options]), in start order. Flags go to
+# launch/main.py (with --workdir), unless they start with their own program (a script path), see command().
+# options: {"env": extra environment variables, "workdir": the job whose WORKDIR this one reuses}.
+# launch/benchmark.py --tiny end to end: CIFAR-10 when $HJEPA_CIFAR10_DIR is set (the default recipe), else digits;
+# and its micro-benchmark alone where TensorFlow cannot be imported (in it and in every process it starts).
 BENCHMARK = os.path.join(ROOT, "launch", "benchmark.py")
 BENCH_TRAIN_CONFIG = (
   "configs/smoke.py:dataset=cifar10_local" if os.environ.get("HJEPA_CIFAR10_DIR") else "configs/smoke.py"
 )
 BENCH_FLAGS = [BENCHMARK, "--tiny", f"--train_config={BENCH_TRAIN_CONFIG}", "--out={workdir}"]
-# `python -c NO_TENSORFLOW SCRIPT FLAGS...` runs SCRIPT where `import tensorflow` fails, in it and in every process it
-# starts (a `tensorflow` package that raises ImportError, first on PYTHONPATH).
-NO_TENSORFLOW = """
-import os, runpy, sys, tempfile
-blocker = tempfile.mkdtemp(prefix="no_tensorflow_")
-os.mkdir(os.path.join(blocker, "tensorflow"))
-with open(os.path.join(blocker, "tensorflow", "__init__.py"), "w") as f:
-  f.write("raise ImportError('tensorflow is blocked in this process')")
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [blocker, os.environ.get("PYTHONPATH")]))
-sys.path.insert(0, blocker)
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-BENCH_NO_TF_FLAGS = ["-c", NO_TENSORFLOW, BENCHMARK, "--tiny", "--skip_train", "--out={workdir}"]
-
-# fixture name -> its jobs (name, flags, forced CPU device count or None), in start order. Flags go to
-# launch/main.py (with --workdir), unless they start with their own program (a script path or -c CODE), see command().
+BENCH_NO_TF_FLAGS = [BENCHMARK, "--tiny", "--skip_train", "--out={workdir}"]
 BACKGROUND = {
   "smoke_run": [("smoke", SMOKE_FLAGS, None)],
   "device_runs": [("devices_1", DEVICE_FLAGS, None), ("devices_4", DEVICE_FLAGS, 4)],
   "resume_reference": [("resume_reference", RESUME_FLAGS, None)],
-  "benchmark_runs": [("bench_tiny", BENCH_FLAGS, None), ("bench_no_tf", BENCH_NO_TF_FLAGS, None)],
+  "tf_free_runs": [
+    ("tf_free", [*TF_FREE_FLAGS, f"--config.total_steps={TF_FREE_STEPS}"], None, {"env": NO_TENSORFLOW_ENV}),
+    ("tf_free_resumed", TF_FREE_LONG, None, {"env": NO_TENSORFLOW_ENV, "workdir": "tf_free"}),
+    ("tf_free_reference", TF_FREE_LONG, None, {"env": NO_TENSORFLOW_ENV}),
+  ],
+  "benchmark_runs": [
+    ("bench_tiny", BENCH_FLAGS, None),
+    ("bench_no_tf", BENCH_NO_TF_FLAGS, None, {"env": NO_TENSORFLOW_ENV}),
+  ],
 }
 # Tests using these fixtures run last: their jobs are queued last, so waiting for them early would idle a core.
 RUN_LAST = ("benchmark_runs",)
@@ -86,7 +108,7 @@ RUN_LAST = ("benchmark_runs",)
 def command(flags, workdir):
   """The arguments after the interpreter for a background job: its own program with "{workdir}" filled in, or
   launch/main.py --workdir=WORKDIR and the flags."""
-  if flags and (flags[0] == "-c" or not flags[0].startswith("-")):
+  if flags and not flags[0].startswith("-"):
     return [f.replace("{workdir}", workdir) for f in flags]
   return [os.path.join(ROOT, "launch", "main.py"), f"--workdir={workdir}", *flags]
 

@@ -71,31 +71,34 @@ class _Launcher:
   def workdir(self, name):
     return os.path.join(self.dir, name)
 
-  def submit(self, name, flags, devices=None):
+  def submit(self, name, flags, devices=None, options=None):
     self.done[name] = threading.Event()
-    self.jobs.put((name, flags, devices))
+    self.jobs.put((name, flags, devices, options or {}))
 
   def _work(self):
     while not self.stopped:
-      name, flags, devices = self.jobs.get()
+      name, flags, devices, options = self.jobs.get()
       env = (
         _smoke.with_xla_flag(SUBPROCESS_ENV, f"--xla_force_host_platform_device_count={devices}")
         if devices
         else (SUBPROCESS_ENV)
       )
-      cmd = [sys.executable, *_smoke.command(flags, self.workdir(name))]
+      env = dict(env, **options.get("env", {}))
+      workdir = self.workdir(options.get("workdir", name))
+      cmd = [sys.executable, *_smoke.command(flags, workdir)]
       # A session of its own: close() ends the job with the processes it started (launch/benchmark.py's workers).
       self.proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
       )
       out, _ = self.proc.communicate()
       self.done[name].output, self.done[name].returncode = out, self.proc.returncode
+      self.done[name].workdir = workdir
       self.done[name].set()
 
   def result(self, name, timeout=900):
     """(returncode, output, workdir) of a finished job."""
     assert self.done[name].wait(timeout), f"background run {name} did not finish in {timeout} s"
-    return self.done[name].returncode, self.done[name].output, self.workdir(name)
+    return self.done[name].returncode, self.done[name].output, self.done[name].workdir
 
   def close(self):
     self.stopped = True
@@ -117,8 +120,8 @@ def pytest_collection_modifyitems(session, config, items):
   if used and not _launcher:
     _launcher.append(_Launcher())
     for fixture in sorted(used, key=list(_smoke.BACKGROUND).index):  # the order of BACKGROUND
-      for job, flags, devices in _smoke.BACKGROUND[fixture]:
-        _launcher[0].submit(job, flags, devices)
+      for job in _smoke.BACKGROUND[fixture]:
+        _launcher[0].submit(*job)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -148,7 +151,14 @@ def device_runs():
 @pytest.fixture(scope="session")
 def benchmark_runs():
   """{job name: (returncode, output, OUT)} of tests/_smoke.BACKGROUND["benchmark_runs"], finished."""
-  return {job: _launcher[0].result(job) for job, _, _ in _smoke.BACKGROUND["benchmark_runs"]}
+  return {job[0]: _launcher[0].result(job[0]) for job in _smoke.BACKGROUND["benchmark_runs"]}
+
+
+@pytest.fixture(scope="session")
+def tf_free_runs():
+  """{job: (returncode, output, WORKDIR)} of tests/_smoke.BACKGROUND["tf_free_runs"] (TensorFlow hidden), finished.
+  tf_free and tf_free_resumed share one WORKDIR."""
+  return {job[0]: _launcher[0].result(job[0]) for job in _smoke.BACKGROUND["tf_free_runs"]}
 
 
 @pytest.fixture(scope="session")

@@ -148,11 +148,13 @@ def test_shrink_to_max_size():
 
 @pytest.mark.parametrize("size, crop_fraction", [(24, 1.0), (24, 0.875), (40, 1.0), (64, 1.0)])
 def test_evaluation_resize_of_arrays_matches_per_image_transform(size, crop_fraction):
+  """labelled's JAX resize of in-memory arrays (TF-free) is TensorFlow's center_resize up to float rounding."""
   from hjepa_jax.data import labelled
 
   batched = labelled._resize_arrays(IMAGES[:4], size, crop_fraction)
   single = np.stack([augment.center_resize(tf.constant(x), size, crop_fraction).numpy() for x in IMAGES[:4]])
-  np.testing.assert_array_equal(batched, single)
+  diff = np.abs(batched.astype(np.int32) - single)
+  assert batched.shape == single.shape and diff.max() <= 1 and (diff == 0).mean() > 0.99, (diff.max(), diff.mean())
 
 
 def test_gaussian_blur_preserves_constants_and_smooths():

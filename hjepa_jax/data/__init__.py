@@ -20,18 +20,22 @@ from hjepa_jax.data.validate import DATASET_NAMES, DataError, num_classes
 
 _LAZY = {
   "make_pretrain_iterator": "hjepa_jax.data.pipeline",
-  "pretrain_num_examples": "hjepa_jax.data.pipeline",
+  "pretrain_num_examples": "hjepa_jax.data.order",
+  "make_device_iterator": "hjepa_jax.data.device",
   "PretrainIterator": "hjepa_jax.data.pipeline",
   "load_labelled": "hjepa_jax.data.labelled",
   "load_eval_data": "hjepa_jax.data.labelled",
   "skipped_files": "hjepa_jax.data.sources",
-  "clear_cache": "hjepa_jax.data.sources",
+  "clear_cache": "hjepa_jax.data.local",
 }
 
 if TYPE_CHECKING:
+  from hjepa_jax.data.device import make_device_iterator
   from hjepa_jax.data.labelled import load_eval_data, load_labelled
-  from hjepa_jax.data.pipeline import PretrainIterator, make_pretrain_iterator, pretrain_num_examples
-  from hjepa_jax.data.sources import clear_cache, skipped_files
+  from hjepa_jax.data.local import clear_cache
+  from hjepa_jax.data.order import pretrain_num_examples
+  from hjepa_jax.data.pipeline import PretrainIterator, make_pretrain_iterator
+  from hjepa_jax.data.sources import skipped_files
 
 __all__ = [
   "DATASET_NAMES",
@@ -41,6 +45,7 @@ __all__ = [
   "default_data_config",
   "load_eval_data",
   "load_labelled",
+  "make_device_iterator",
   "make_pretrain_iterator",
   "num_classes",
   "pretrain_num_examples",

@@ -21,12 +21,29 @@ leaves the others' draws intact.
 Everything here receives values `validate.check_data_config` has already checked.
 """
 
-import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import tensorflow as tf
+
+from hjepa_jax.data.views import (  # noqa: F401  (AugmentConfig, ViewConfig, NUM_UNIFORMS, ...: this module's API)
+  BLUR_SIGMA,
+  JITTER,
+  LOCAL_VIEW_BASE,
+  MAX_GLOBAL_VIEWS,
+  NUM_UNIFORMS,
+  U_AREA,
+  U_CHOICE,
+  U_FLIP,
+  U_JITTER,
+  U_LEFT,
+  U_RATIO,
+  U_SIGMA,
+  U_TOP,
+  AugmentConfig,
+  ViewConfig,
+  blur_radius,
+)
 
 
 # --- Deterministic resizing (pretraining, loading and evaluation) -----------------------------
@@ -88,37 +105,8 @@ def center_resize(image: tf.Tensor, size: int, crop_fraction: float = 1.0) -> tf
 
 # --- Random augmentations --------------------------------------------------------------------
 
-_CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes, then falls back to a centre crop
-_JITTER = 0.3  # DeiT-III colour jitter for brightness, contrast and saturation
-_BLUR_SIGMA = (0.1, 2.0)  # DeiT-III blur sigma in pixels at 224 px; scaled with image_size
-
-# Layout of an example's uniforms.
-_U_AREA = slice(0, _CROP_ATTEMPTS)
-_U_RATIO = slice(_CROP_ATTEMPTS, 2 * _CROP_ATTEMPTS)
-_U_TOP, _U_LEFT, _U_FLIP, _U_CHOICE, _U_SIGMA = range(2 * _CROP_ATTEMPTS, 2 * _CROP_ATTEMPTS + 5)
-_U_JITTER = slice(2 * _CROP_ATTEMPTS + 5, 2 * _CROP_ATTEMPTS + 8)
-NUM_UNIFORMS = 2 * _CROP_ATTEMPTS + 8
 # Uniforms come in seeded tables of _BLOCK consecutive positions of an epoch.
 _BLOCK = 256
-# View indices: 0 and 1 are the global views, LOCAL_VIEW_BASE + j local view j
-# (fixed, so the local views' draws do not depend on the number of global views).
-MAX_GLOBAL_VIEWS = 2
-LOCAL_VIEW_BASE = MAX_GLOBAL_VIEWS
-
-
-def _floats(pair) -> tuple[float, float]:
-  return tuple(float(v) for v in pair)
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-  """How one kind of view is cut from an image (built by `ViewConfig.from_data_config`)."""
-
-  image_size: int
-  crop_scale: tuple[float, float]
-  crop_ratio: tuple[float, float]
-  horizontal_flip: bool
-  deit3_strength: float
 
 
 def uniforms(seed: int, epoch: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
@@ -170,8 +158,8 @@ def crop_boxes(u: tf.Tensor, height, width, cfg: AugmentConfig) -> tf.Tensor:
   scale, ratio = cfg.crop_scale, cfg.crop_ratio
   h = tf.cast(height, tf.float32) * tf.ones_like(u[:, 0])
   w = tf.cast(width, tf.float32) * tf.ones_like(u[:, 0])
-  target = (h * w)[:, None] * _lerp(u[:, _U_AREA], *scale)
-  aspect = tf.exp(_lerp(u[:, _U_RATIO], math.log(ratio[0]), math.log(ratio[1])))
+  target = (h * w)[:, None] * _lerp(u[:, U_AREA], *scale)
+  aspect = tf.exp(_lerp(u[:, U_RATIO], math.log(ratio[0]), math.log(ratio[1])))
   cw = tf.round(tf.sqrt(target * aspect))
   ch = tf.round(tf.sqrt(target / aspect))
   valid = (cw > 0) & (cw <= w[:, None]) & (ch > 0) & (ch <= h[:, None])
@@ -182,8 +170,8 @@ def crop_boxes(u: tf.Tensor, height, width, cfg: AugmentConfig) -> tf.Tensor:
   fh = tf.where(in_ratio < ratio[0], tf.round(w / ratio[0]), h)
   ch = tf.where(found, tf.gather(ch, first, batch_dims=1)[:, 0], fh)
   cw = tf.where(found, tf.gather(cw, first, batch_dims=1)[:, 0], fw)
-  top = tf.where(found, tf.floor(u[:, _U_TOP] * (h - ch + 1)), tf.floor((h - ch) / 2))
-  left = tf.where(found, tf.floor(u[:, _U_LEFT] * (w - cw + 1)), tf.floor((w - cw) / 2))
+  top = tf.where(found, tf.floor(u[:, U_TOP] * (h - ch + 1)), tf.floor((h - ch) / 2))
+  left = tf.where(found, tf.floor(u[:, U_LEFT] * (w - cw + 1)), tf.floor((w - cw) / 2))
   box = tf.stack([tf.minimum(top, h - ch), tf.minimum(left, w - cw), ch, cw], axis=1)
   return tf.cast(box, tf.int32)
 
@@ -210,9 +198,9 @@ def _three_augment(image, u, cfg: AugmentConfig):
   s = cfg.deit3_strength
   blend = min(s, 1.0)
   pixel_scale = cfg.image_size / 224.0
-  sigma = _lerp(u[_U_SIGMA], *_BLUR_SIGMA) * s * pixel_scale
-  radius = max(1, min(cfg.image_size - 1, math.ceil(3 * _BLUR_SIGMA[1] * s * pixel_scale)))
-  choice = tf.minimum(tf.cast(tf.floor(u[_U_CHOICE] * 3.0), tf.int32), 2)
+  sigma = _lerp(u[U_SIGMA], *BLUR_SIGMA) * s * pixel_scale
+  radius = blur_radius(s, cfg.image_size)
+  choice = tf.minimum(tf.cast(tf.floor(u[U_CHOICE] * 3.0), tf.int32), 2)
   changed = tf.switch_case(
     choice,
     [
@@ -222,7 +210,7 @@ def _three_augment(image, u, cfg: AugmentConfig):
     ],
   )
   image = image + blend * (changed - image)
-  f = tf.maximum(0.0, _lerp(u[_U_JITTER], 1.0 - _JITTER * s, 1.0 + _JITTER * s))
+  f = tf.maximum(0.0, _lerp(u[U_JITTER], 1.0 - JITTER * s, 1.0 + JITTER * s))
   image = tf.clip_by_value(image * f[0], 0.0, 255.0)
   mean = tf.reduce_mean(_grayscale(image))
   image = tf.clip_by_value(mean + (image - mean) * f[1], 0.0, 255.0)
@@ -235,7 +223,7 @@ def apply(image: tf.Tensor, u: tf.Tensor, box: tf.Tensor, cfg: AugmentConfig) ->
   crop = image[box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
   out = resize(crop, cfg.image_size, cfg.image_size)
   if cfg.horizontal_flip:
-    out = tf.cond(u[_U_FLIP] < 0.5, lambda: tf.reverse(out, axis=[1]), lambda: out)
+    out = tf.cond(u[U_FLIP] < 0.5, lambda: tf.reverse(out, axis=[1]), lambda: out)
   if cfg.deit3_strength > 0:
     out = _three_augment(out, u, cfg)
   return tf.ensure_shape(to_uint8(out), [cfg.image_size, cfg.image_size, 3])
@@ -245,38 +233,6 @@ def augment(image: tf.Tensor, u: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
   """One example: uint8 [H, W, 3] and its uniforms [NUM_UNIFORMS] -> uint8 [S, S, 3]."""
   shape = tf.shape(image)
   return apply(image, u, crop_boxes(u[None], shape[0], shape[1], cfg)[0], cfg)
-
-
-@dataclasses.dataclass(frozen=True)
-class ViewConfig:
-  """The views of each image the pretraining pipeline delivers: `num_global`
-  global views (random-resized crops at global_cfg.image_size) and
-  `num_local` small multi-crop views made with local_cfg."""
-
-  global_cfg: AugmentConfig
-  num_global: int
-  local_cfg: AugmentConfig
-  num_local: int
-
-  @classmethod
-  def from_data_config(cls, data_cfg: Any, num_global: int) -> "ViewConfig":
-    """The views of a validated `config.data`: global views from the crop / flip / 3-Augment keys,
-    local ones from data.multicrop (same aspect range, flips and 3-Augment)."""
-    global_cfg = AugmentConfig(
-      image_size=int(data_cfg.image_size),
-      crop_scale=_floats(data_cfg.crop_scale),
-      crop_ratio=_floats(data_cfg.crop_ratio),
-      horizontal_flip=bool(data_cfg.horizontal_flip),
-      deit3_strength=float(data_cfg.deit3_strength),
-    )
-    mc = data_cfg.multicrop
-    local_cfg = dataclasses.replace(global_cfg, image_size=int(mc.local_size), crop_scale=_floats(mc.local_scale))
-    return cls(global_cfg, int(num_global), local_cfg, int(mc.num_local))
-
-  @property
-  def view_ids(self) -> tuple[int, ...]:
-    """The view index of each delivered view (what `view_uniforms` is called with)."""
-    return tuple(range(self.num_global)) + tuple(LOCAL_VIEW_BASE + j for j in range(self.num_local))
 
 
 def view_boxes(u: tf.Tensor, height, width, views: ViewConfig) -> tf.Tensor:

@@ -40,6 +40,10 @@ def default_data_config() -> ml_collections.ConfigDict:
   # native resolution.
   c.max_stored_size = config_dict.placeholder(int)
 
+  # Input path: "tfdata" (TensorFlow on the host CPU; every dataset) or "device" (in-memory datasets
+  # only: uint8 images held on the accelerator(s), batches selected and augmented inside jit; needs
+  # no TensorFlow for cifar10_local and digits). See README "Input pipelines".
+  c.pipeline = "tfdata"
   # tf.data map parallelism; -1 means tf.data.AUTOTUNE.
   c.num_parallel_calls = -1
   # Batches prefetched ahead of the training loop (0: none, -1: AUTOTUNE).

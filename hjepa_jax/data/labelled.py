@@ -1,13 +1,15 @@
-"""Labelled evaluation data (k-NN, linear probe) as uint8 numpy arrays, no augmentation."""
+"""Labelled evaluation data (k-NN, linear probe) as uint8 numpy arrays, no augmentation.
+
+In-memory datasets are resized with JAX (the device path's bilinear weights), so evaluation on
+cifar10_local and digits runs where TensorFlow is absent; image files are decoded with TensorFlow.
+"""
 
 import logging
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
-from hjepa_jax.data import augment
-from hjepa_jax.data.sources import decode, load_source, record_skipped
+from hjepa_jax.data.local import load_source
 from hjepa_jax.data.validate import DataError, check_data_config, check_labelled_split
 
 _log = logging.getLogger(__name__)
@@ -28,22 +30,39 @@ def _subset(n: int, max_examples: int | None) -> np.ndarray:
 
 
 def _resize_arrays(images: np.ndarray, size: int, crop_fraction: float) -> np.ndarray:
-  """augment.center_resize for a stack of same-sized images, done chunk-wise."""
+  """augment.center_resize (up to rounding) for a stack of same-sized images, done chunk-wise in JAX."""
   h, w = images.shape[1:3]
   scale = size / crop_fraction / min(h, w)
   new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
   top, left = (new_h - size) // 2, (new_w - size) // 2
   if (new_h, new_w) == (h, w):
     return np.array(images[:, top : top + size, left : left + size])
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from hjepa_jax.data import device  # pylint: disable=g-import-not-at-top
+
+  # Only the kept rows and columns of the resized image are computed.
+  wy = device.axis_weights(0, h, h, new_h)[top : top + size]
+  wx = device.axis_weights(0, w, w, new_w)[left : left + size]
+  fn = jax.jit(
+    lambda x: device.to_uint8(jnp.einsum("sh,nhwc,tw->nstc", wy, x.astype(jnp.float32), wx, precision="highest"))
+  )
   out = np.empty((len(images), size, size, 3), np.uint8)
   for i in range(0, len(images), _CHUNK):
-    resized = augment.to_uint8(augment.resize(images[i : i + _CHUNK], new_h, new_w)).numpy()
-    out[i : i + _CHUNK] = resized[:, top : top + size, left : left + size]
+    chunk = images[i : i + _CHUNK]
+    pad = _CHUNK - len(chunk)  # one compiled shape for every chunk
+    out[i : i + _CHUNK] = np.asarray(fn(np.pad(chunk, ((0, pad), (0, 0), (0, 0), (0, 0)))))[: len(chunk)]
   return out
 
 
 def _decode_files(paths: np.ndarray, size: int, crop_fraction: float) -> tuple[np.ndarray, np.ndarray]:
   """Decoded images and the indices that decoded; unreadable files are dropped and recorded."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from hjepa_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from hjepa_jax.data.sources import decode, record_skipped  # pylint: disable=g-import-not-at-top
+
   ds = tf.data.Dataset.from_tensor_slices((paths, np.arange(len(paths))))
   ds = ds.map(
     lambda p, i: (augment.center_resize(decode(p), size, crop_fraction), i),

@@ -31,6 +31,9 @@ _DATASETS: dict[str, tuple[int, str, tuple[str, ...]]] = {
 }
 
 DATASET_NAMES = tuple(_DATASETS)
+# Datasets whose images are held in memory (the others are image files decoded on the fly).
+IN_MEMORY = ("cifar10", "cifar10_local", "stl10", "digits")
+PIPELINES = ("tfdata", "device")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +193,14 @@ def check_data_config(data_cfg: Any) -> list[DatasetSpec]:
     data_cfg.num_parallel_calls == -1 or data_cfg.num_parallel_calls >= 1,
     "num_parallel_calls",
     f"must be -1 (AUTOTUNE) or >= 1, got {data_cfg.num_parallel_calls}",
+  )
+  _require(data_cfg.pipeline in PIPELINES, "pipeline", f"must be one of {PIPELINES}, got {data_cfg.pipeline!r}")
+  files = [e.name for e in mixture if e.name not in IN_MEMORY]
+  _require(
+    data_cfg.pipeline == "tfdata" or not files,
+    "pipeline",
+    f"'device' holds every pretraining image in accelerator memory, but {files} are image folders read "
+    f"file by file; use --config.data.pipeline=tfdata, or only in-memory datasets ({', '.join(IN_MEMORY)})",
   )
   _require(data_cfg.prefetch >= -1, "prefetch", f"must be -1 (AUTOTUNE), 0 or more, got {data_cfg.prefetch}")
   _pair(data_cfg.crop_scale, "crop_scale", 0.0, 1.0)
