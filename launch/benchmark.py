@@ -18,7 +18,8 @@ Writes OUT/benchmark.json and OUT/benchmark.md (also printed), in two parts:
 2. A time-boxed JEPA-only training run of --train_config (+ --train_set overrides): the configured step is timed
    first, total_steps is set to what fits in --train_budget_s, then hjepa_jax.train.train_and_evaluate runs in
    OUT/train, followed by k-NN and a linear probe (hjepa_jax.evaluation.runner) of the trained target encoder
-   and of the random-init encoder. `--pipeline=device` selects the accelerator input path (data.pipeline).
+   and of the random-init encoder, on the accelerator input path (`--pipeline=device`, data.pipeline), so
+   no part of the command imports TensorFlow.
 
 CIFAR-10 where the data folder cannot travel: `--pack` writes a compressed subset (default 16,000 train /
 4,000 test images, 45 MiB) to one .npz; `--data_pack` unpacks it under OUT as a complete python-pickle layout
@@ -79,7 +80,9 @@ _TRAIN_CONFIG = flags.DEFINE_string("train_config", "configs/smoke.py:dataset=ci
 _TRAIN_SET = flags.DEFINE_multi_string(
   "train_set", None, f"KEY=VALUE overrides of the training recipe (default: {' '.join(bench.TRAIN_SET)})."
 )
-_PIPELINE = flags.DEFINE_string("pipeline", "", "data.pipeline of the training run (e.g. device); empty: the config's.")
+_PIPELINE = flags.DEFINE_string(
+  "pipeline", "device", "data.pipeline of the training run: device (augmentation in jit, no TensorFlow) | tfdata."
+)
 _TRAIN_BUDGET = flags.DEFINE_float("train_budget_s", 240.0, "Seconds of training steps (total_steps is set to fit).")
 _TRAIN_OVERHEAD = flags.DEFINE_float(
   "train_overhead_s", 120.0, "Seconds kept for the training run's start, compiles, checkpoint and evaluation."
@@ -345,8 +348,7 @@ def main(argv):
 
   if not _SKIP_TRAIN.value:
     overrides = bench.parse_overrides(_TRAIN_SET.value or (bench.TINY_TRAIN_SET if tiny else bench.TRAIN_SET))
-    if _PIPELINE.value:
-      overrides["data.pipeline"] = _PIPELINE.value
+    overrides["data.pipeline"] = _PIPELINE.value
     if _DATA_PACK.value:
       dest = os.path.join(out, "data", "cifar-10-batches-py")
       report["data_pack"] = {
