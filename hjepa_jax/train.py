@@ -109,14 +109,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     platform.process_count,
   )
   logging.info(
-    "%d steps: %d per epoch at %d images per update (%d x %d accumulation); %d context / %d target slots per block",
+    "%d steps: %d per epoch at %d images per update (%d x %d accumulation); token slots (mask.capacity=%s): "
+    "%d context (of at most %d), %d per target block (of at most %d)",
     exp.total_steps,
     exp.steps_per_epoch,
     exp.global_batch,
     exp.micro_batch,
     spec.grad_accum_steps,
+    reader.mask.capacity,
     spec.masks.context_capacity,
+    spec.masks.context_bound,
     spec.masks.target_capacity,
+    spec.masks.target_bound,
   )
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:

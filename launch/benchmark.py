@@ -379,7 +379,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from hjepa_jax.platform import use_huge_pages
+  from hjepa_jax.platform import tune_host
 
-  use_huge_pages()  # restarts once with huge-page malloc where that helps
+  tune_host()  # XLA:CPU flags and huge-page malloc (restarts once) where they help
   app.run(main)

@@ -81,5 +81,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  platform.use_huge_pages()  # restarts once with huge-page malloc where that helps
+  platform.tune_host()  # XLA:CPU flags and huge-page malloc (restarts once) where they help
   app.run(main)

@@ -47,16 +47,27 @@ def test_detect_reports_this_machine():
   assert p.backend == p.backend.lower() and p.num_devices >= 1
 
 
-def test_launchers_restart_once_with_huge_page_malloc():
-  """use_huge_pages re-executes the process with the glibc tunable set (once), unless opted out."""
-  if not (platform._glibc_at_least(2, 35) and platform._thp_usable()):
-    pytest.skip("needs glibc >= 2.35 and transparent huge pages not 'never'")
-  code = "from hjepa_jax.platform import use_huge_pages; use_huge_pages(); import os; print(os.environ.get('GLIBC_TUNABLES'))"
+def test_launchers_set_cpu_flags_and_restart_once_with_huge_page_malloc():
+  """tune_host adds the XLA:CPU flags (a user's own value wins) and re-executes the process with the glibc
+  tunable set, once, unless opted out."""
+  if not (sys.platform.startswith("linux") and platform._glibc_at_least(2, 35) and platform._thp_usable()):
+    pytest.skip("needs Linux, glibc >= 2.35 and transparent huge pages not 'never'")
+  code = (
+    "from hjepa_jax.platform import tune_host; tune_host(); import os; "
+    "print(os.environ.get('GLIBC_TUNABLES'), '|', os.environ.get('XLA_FLAGS'))"
+  )
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-  run = lambda **extra: subprocess.run(  # noqa: E731
-    [sys.executable, "-c", code], env=dict(env, PYTHONPATH=root, **extra), capture_output=True, text=True, check=True
-  ).stdout.strip()
-  assert run() == platform.HUGE_PAGES_TUNABLE
-  assert run(GLIBC_TUNABLES="glibc.malloc.arena_max=2") == "glibc.malloc.arena_max=2:" + platform.HUGE_PAGES_TUNABLE
-  assert run(HJEPA_HUGE_PAGES="0") == "None"
+  env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "XLA_FLAGS")}
+
+  def run(**extra):
+    out = subprocess.run(
+      [sys.executable, "-c", code], env=dict(env, PYTHONPATH=root, **extra), capture_output=True, text=True, check=True
+    ).stdout
+    return [part.strip() for part in out.split("|")]
+
+  assert run() == [platform.HUGE_PAGES_TUNABLE, " ".join(platform.LINUX_XLA_FLAGS)]
+  tunables, flags = run(GLIBC_TUNABLES="glibc.malloc.arena_max=2", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  assert tunables == "glibc.malloc.arena_max=2:" + platform.HUGE_PAGES_TUNABLE
+  assert flags == " ".join(["--xla_force_host_platform_device_count=2", *platform.LINUX_XLA_FLAGS])
+  own = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+  assert run(HJEPA_HUGE_PAGES="0", XLA_FLAGS=own) == ["None", own]
