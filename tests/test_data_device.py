@@ -163,3 +163,21 @@ def test_pipeline_key_is_checked():
   with pytest.raises(data.DataError, match="data.pipeline.*imagenet100"):
     check_data_config(_cfg(pipeline="device", datasets=("digits", "imagenet100")))
   check_data_config(_cfg(pipeline="device", datasets=("digits", "stl10", "cifar10", "cifar10_local")))
+
+
+@pytest.mark.parametrize("height, width", [(32, 32), (96, 24), (20, 120)])
+def test_crop_boxes_equal_the_tfdata_rule(height, width):
+  """The crop-box rule exists twice (TensorFlow in augment.py, JAX here): the same uniforms give the same
+  boxes, fall-back boxes included (narrow images and a tight scale make some examples exhaust their tries)."""
+  from hjepa_jax.data import augment  # the tf.data path's rule; TensorFlow is fine in this test
+
+  from hjepa_jax.data.views import NUM_UNIFORMS, AugmentConfig
+
+  cfg = AugmentConfig(
+    image_size=32, crop_scale=(0.3, 1.0), crop_ratio=(0.75, 1.33), horizontal_flip=True, deit3_strength=0
+  )
+  u = np.random.RandomState(height).uniform(size=(512, NUM_UNIFORMS)).astype(np.float32)
+  want = augment.crop_boxes(u, height, width, cfg).numpy()
+  got = np.asarray(device.crop_boxes(u, height, width, cfg))
+  np.testing.assert_array_equal(got, want)
+  assert not (want[:, 2:] == [height, width]).all()  # not every box is the whole image
