@@ -154,15 +154,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   # Input pipeline, started where the restored state left off: tf.data on the host, or (data.pipeline=device)
   # batches made on the devices, already global arrays on the mesh.
   on_device = reader.data.pipeline == "device"
-  make_iterator = data_lib.make_device_iterator if on_device else data_lib.make_pretrain_iterator
-  data_iter = make_iterator(
-    reader.data,
-    seed=exp.seed,
-    start_step=start,
-    batch_size=exp.global_batch,
-    num_views=2 if spec.views.enabled else 1,
-    **({"mesh": mesh} if on_device else {"process_index": jax.process_index(), "process_count": jax.process_count()}),
-  )
+  where = dict(seed=exp.seed, start_step=start, batch_size=exp.global_batch, num_views=2 if spec.views.enabled else 1)
+  if on_device:
+    data_iter = data_lib.make_device_iterator(reader.data, mesh=mesh, **where)
+  else:
+    data_iter = data_lib.make_pretrain_iterator(
+      reader.data, process_index=jax.process_index(), process_count=jax.process_count(), **where
+    )
 
   # The update: one compile for the whole run.
   train_step = jax.jit(
