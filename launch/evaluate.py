@@ -1,7 +1,7 @@
 """Evaluate a pretraining run on frozen features: k-NN, linear probe, few-shot, collapse diagnostics.
 
     python launch/evaluate.py --workdir=results/conservative [--step=N | --best] \
-        [--eval_types=all|knn,linear_probe,fewshot,features] [--dataset=cifar10] [--random_init] \
+        [--eval_types=all|knn,linear_probe,fewshot,features] [--dataset=cifar10 [--data_dir=DIR]] [--random_init] \
         [--max_examples=N] [--feature_kinds=avgpool,last4,level1] [--batch_size=256]
 
 Writes WORKDIR/evaluation/results.json and results.md (results_random_init.* with --random_init)
@@ -25,8 +25,13 @@ _EVAL_TYPES = flags.DEFINE_list("eval_types", ["all"], "all, or a subset of knn,
 _DATASET = flags.DEFINE_string(
   "dataset",
   None,
-  "Labelled dataset to evaluate on (default: the run's "
-  "data.eval_dataset): cifar10, cifar10_local, stl10, imagenet100 or digits.",
+  "Labelled dataset to evaluate on (default: the run's data.eval_dataset): cifar10, cifar10_local, "
+  "cifar100_local, stl10, stl10_local, imagenet100, image_folder or digits.",
+)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir",
+  None,
+  "Folder of --dataset (default: the run's data.<key> for it, e.g. data.image_folder.dir, data.cifar10_dir).",
 )
 _RANDOM_INIT = flags.DEFINE_bool(
   "random_init",
@@ -67,6 +72,7 @@ def main(argv):
       best=_BEST.value,
       eval_types=_EVAL_TYPES.value,
       dataset=_DATASET.value,
+      data_dir=_DATA_DIR.value,
       random_init=_RANDOM_INIT.value,
       max_examples=_MAX_EXAMPLES.value,
       batch_size=_BATCH_SIZE.value,

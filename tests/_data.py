@@ -1,5 +1,6 @@
 """Shared by the data tests: an autouse fixture for a fresh dataset cache, and small on-disk datasets in the
-real layouts (CIFAR-10 python pickles, ImageNet-100 folders), for tests without downloads."""
+real layouts (CIFAR-10/100 python pickles, STL-10 binaries, ImageNet-100 and other image folders), for tests
+without downloads."""
 
 import pickle
 from pathlib import Path
@@ -83,3 +84,89 @@ def write_fake_imagenet(
     bad = root / split / wnids[class_indices[0]] / "corrupt.JPEG"
     bad.write_bytes(b"this is not an image")
   return written
+
+
+def write_image_folder(
+  root: str | Path,
+  classes: tuple[str, ...] = ("cat", "ant", "bee"),
+  per_class: int = 4,
+  splits: tuple[str, ...] = ("train", "val"),
+  size: tuple[int, int] = (40, 56),
+  corrupt: tuple[str, ...] = (),
+  seed: int = 0,
+) -> dict[str, list[tuple[Path, str]]]:
+  """Writes root/<split>/<class>/ with tiny images, JPEG and PNG alternating (extensions in mixed case).
+
+  Each entry of `corrupt` (a split) adds one unreadable "broken.jpg" to the first class there.
+  Returns split -> [(path, class name)] of the good files.
+  """
+  from PIL import Image
+
+  root = Path(root)
+  rng = np.random.default_rng(seed)
+  written: dict[str, list[tuple[Path, str]]] = {}
+  for split in splits:
+    written[split] = []
+    for name in classes:
+      class_dir = root / split / name
+      class_dir.mkdir(parents=True, exist_ok=True)
+      for i in range(per_class):
+        ext, fmt = ((".JPEG", "JPEG"), (".png", "PNG"))[i % 2]
+        path = class_dir / f"{name}_{i}{ext}"
+        Image.fromarray(rng.integers(0, 256, size + (3,), dtype=np.uint8)).save(path, format=fmt)
+        written[split].append((path, name))
+  for split in corrupt:
+    (root / split / classes[0] / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+  return written
+
+
+def write_fake_stl10(
+  root: str | Path, counts: dict[str, int], seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Writes the stl10_binary/ files (train_X.bin, train_y.bin, test_*, unlabeled_X.bin) for `counts`
+  {"train": n, "test": n, "unlabelled": n}: 3 planes of 96 x 96 per image, each stored column-major,
+  labels 1..10. Returns split -> (images [n, 96, 96, 3] as a viewer sees them, labels 0..9 or -1)."""
+  root = Path(root)
+  root.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  out = {}
+  for split, n in counts.items():
+    images = rng.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+    stem = "unlabeled" if split == "unlabelled" else split
+    # Column-major planes: for each image and channel, x (column) varies slowest, then y (row).
+    images.transpose(0, 3, 2, 1).tofile(root / f"{stem}_X.bin")
+    labels = np.full(n, -1, np.int32)
+    if split != "unlabelled":
+      labels = rng.integers(0, 10, n).astype(np.int32)
+      (labels + 1).astype(np.uint8).tofile(root / f"{stem}_y.bin")
+    out[split] = (images, labels)
+  return out
+
+
+def write_fake_cifar100(
+  root: str | Path, counts: dict[str, int], seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Writes the cifar-100-python/ pickles train, test (data, fine_labels, coarse_labels) and meta.
+  Returns split -> (images [n, 32, 32, 3], fine labels)."""
+  root = Path(root)
+  root.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  out = {}
+  for split, n in counts.items():
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    fine = rng.integers(0, 100, n)
+    batch = {
+      b"filenames": [f"{split}_{i}.png".encode() for i in range(n)],
+      b"batch_label": f"{split} batch".encode(),
+      b"fine_labels": fine.tolist(),
+      b"coarse_labels": (fine // 5).tolist(),
+      b"data": images.transpose(0, 3, 1, 2).reshape(n, -1),  # channel-major rows
+    }
+    with open(root / split, "wb") as f:
+      pickle.dump(batch, f)
+    out[split] = (images, fine.astype(np.int32))
+  with open(root / "meta", "wb") as f:
+    pickle.dump(
+      {b"fine_label_names": [b"f%d" % i for i in range(100)], b"coarse_label_names": [b"c%d" % i for i in range(20)]}, f
+    )
+  return out

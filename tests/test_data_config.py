@@ -81,13 +81,17 @@ def test_parse_datasets_rejects_bad_entries(datasets, message):
 
 
 def test_num_classes():
-  assert {n: num_classes(n) for n in DATASET_NAMES} == {
+  assert {n: num_classes(n) for n in DATASET_NAMES if n != "image_folder"} == {
     "cifar10": 10,
     "cifar10_local": 10,
+    "cifar100_local": 100,
     "stl10": 10,
+    "stl10_local": 10,
     "imagenet100": 100,
     "digits": 10,
   }
+  with pytest.raises(DataError, match="depends on its folder"):  # tests/test_data_folder.py counts them
+    num_classes("image_folder")
   with pytest.raises(DataError, match="Use one of"):
     num_classes("imagenet")
 

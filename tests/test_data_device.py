@@ -157,12 +157,11 @@ def test_three_augment_blur_matches_tensorflow():
 
 
 def test_pipeline_key_is_checked():
-  """data.pipeline: one of tfdata / device; device only for in-memory datasets, naming the key."""
+  """data.pipeline: one of tfdata / device, naming the key; device takes every dataset (image folders are
+  decoded into memory: tests/test_data_folder.py)."""
   with pytest.raises(data.DataError, match="data.pipeline"):
     check_data_config(_cfg(pipeline="jax"))
-  with pytest.raises(data.DataError, match="data.pipeline.*imagenet100"):
-    check_data_config(_cfg(pipeline="device", datasets=("digits", "imagenet100")))
-  check_data_config(_cfg(pipeline="device", datasets=("digits", "stl10", "cifar10", "cifar10_local")))
+  check_data_config(_cfg(pipeline="device", datasets=("digits", "stl10", "cifar10", "cifar10_local", "image_folder")))
 
 
 @pytest.mark.parametrize("height, width", [(32, 32), (96, 24), (20, 120)])

@@ -186,6 +186,7 @@ def test_imagenet100_missing_folder_errors(tmp_path):
   with pytest.raises(data.DataError, match="does not exist"):
     data.load_labelled("imagenet100", "val", _cfg(imagenet100_dir=str(tmp_path)))
   (tmp_path / "val").mkdir()
+  data.clear_cache()  # folder listings are cached per process
   with pytest.raises(data.DataError, match="No images"):
     data.load_labelled("imagenet100", "val", _cfg(imagenet100_dir=str(tmp_path)))
 

@@ -2,7 +2,10 @@
 
   config.py    the `config.data` keys and their defaults
   validate.py  DataError, the dataset catalogue, and every check of a `config.data` value
-  sources.py   the datasets' loaders (CIFAR-10 pickles, TFDS, ImageNet-100 folders, digits), cached
+  local.py     the `Source` cache: dataset name -> loader; digits
+  archives.py  CIFAR-10/100 pickles and STL-10 binaries from their official release files
+  folders.py   image folders (image_folder, imagenet100): listing, classes, hold-out, PIL decoding
+  sources.py   TFDS datasets and decoding image files in tf.data
   augment.py   TensorFlow image ops: resizing, random-resized crops, flips, 3-Augment, multi-crop views
   pipeline.py  the pretraining stream: mixture order, exact resumption, host split, tf.data
   labelled.py  labelled evaluation splits
@@ -16,7 +19,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from hjepa_jax.data.config import default_data_config
-from hjepa_jax.data.validate import DATASET_NAMES, DataError, num_classes
+from hjepa_jax.data.validate import DATASET_NAMES, DIR_KEYS, DataError, num_classes
 
 _LAZY = {
   "make_pretrain_iterator": "hjepa_jax.data.pipeline",
@@ -25,7 +28,7 @@ _LAZY = {
   "PretrainIterator": "hjepa_jax.data.pipeline",
   "load_labelled": "hjepa_jax.data.labelled",
   "load_eval_data": "hjepa_jax.data.labelled",
-  "skipped_files": "hjepa_jax.data.sources",
+  "skipped_files": "hjepa_jax.data.folders",
   "clear_cache": "hjepa_jax.data.local",
 }
 
@@ -35,10 +38,11 @@ if TYPE_CHECKING:
   from hjepa_jax.data.local import clear_cache
   from hjepa_jax.data.order import pretrain_num_examples
   from hjepa_jax.data.pipeline import PretrainIterator, make_pretrain_iterator
-  from hjepa_jax.data.sources import skipped_files
+  from hjepa_jax.data.folders import skipped_files
 
 __all__ = [
   "DATASET_NAMES",
+  "DIR_KEYS",
   "DataError",
   "PretrainIterator",
   "clear_cache",

@@ -13,9 +13,11 @@ def default_data_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   # Pretraining mixture: a tuple of strings "name[@split][:weight]". Names:
-  # "cifar10" (TFDS), "cifar10_local" (python-pickle folder), "stl10" (TFDS),
-  # "imagenet100" (image folder), "digits" (bundled with scikit-learn).
-  # Split defaults to "train" ("unlabelled+train" for stl10); weights (> 0,
+  # "cifar10" / "stl10" (TFDS), "cifar10_local" / "cifar100_local" (python-pickle
+  # folders), "stl10_local" (stl10_binary/ folder), "image_folder" (your own
+  # ROOT/<split>/<class>/*.jpg), "imagenet100" (an ImageNet folder, 100 CMC
+  # classes), "digits" (bundled with scikit-learn).
+  # Split defaults to "train" ("unlabelled+train" for stl10*); weights (> 0,
   # default 1) are normalised. Strings keep the config freezable. Example:
   # --config.data.datasets='("stl10:0.8", "cifar10_local@train:0.2")'
   c.datasets = ("cifar10_local@train:1.0",)
@@ -27,6 +29,28 @@ def default_data_config() -> ml_collections.ConfigDict:
   # Folder with the CIFAR-10 python-pickle layout (data_batch_1..5,
   # test_batch); when unset, the HJEPA_CIFAR10_DIR environment variable.
   c.cifar10_dir = config_dict.placeholder(str)
+  # Folder with the CIFAR-100 python-pickle layout (train, test, meta); when
+  # unset, the HJEPA_CIFAR100_DIR environment variable.
+  c.cifar100_dir = config_dict.placeholder(str)
+  # Folder with the STL-10 binary layout (train_X.bin, train_y.bin, test_X.bin,
+  # test_y.bin, unlabeled_X.bin); when unset, the HJEPA_STL10_DIR environment variable.
+  c.stl10_dir = config_dict.placeholder(str)
+  # Dataset "image_folder": your own images, ROOT/<split>/<class>/*.{jpg,jpeg,png}
+  # with splits train and optionally val and test ("test" means val without a test/).
+  c.image_folder = ml_collections.ConfigDict(
+    dict(
+      dir=config_dict.placeholder(str),  # ROOT
+      # Text file, one class folder name per line, label = line index; unset:
+      # the sorted folder names of ROOT/train. Unlisted folders are ignored.
+      classes_file=config_dict.placeholder(str),
+      # Where ROOT has no val/: this fraction of each train class (fixed seed)
+      # becomes "val" and leaves "train". 0: no hold-out.
+      val_fraction=0.0,
+    )
+  )
+  # Unreadable image files of image folders: "skip" (counted; each named in a
+  # warning; the next readable file stands in during pretraining) or "error".
+  c.corrupt_images = "skip"
   # ImageNet root with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG; only the
   # 100 CMC classes are read, so a full ImageNet folder works too.
   c.imagenet100_dir = config_dict.placeholder(str)
@@ -40,9 +64,10 @@ def default_data_config() -> ml_collections.ConfigDict:
   # native resolution.
   c.max_stored_size = config_dict.placeholder(int)
 
-  # Input path: "tfdata" (TensorFlow on the host CPU; every dataset) or "device" (in-memory datasets
-  # only: uint8 images held on the accelerator(s), batches selected and augmented inside jit; needs
-  # no TensorFlow for cifar10_local and digits). See README "Input pipelines".
+  # Input path: "tfdata" (TensorFlow on the host CPU) or "device" (uint8 images held on the
+  # accelerator(s), batches selected and augmented inside jit; image folders are decoded once into
+  # memory as squares of max_stored_size, else image_size, pixels; needs no TensorFlow except for
+  # the TFDS datasets). See README "Input pipelines".
   c.pipeline = "tfdata"
   # tf.data map parallelism; -1 means tf.data.AUTOTUNE.
   c.num_parallel_calls = -1
@@ -72,8 +97,8 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.eval_dataset = "cifar10_local"
   # Split the evaluators fit on.
   c.eval_split_train = "train"
-  # Split the evaluators report on ("val" is used for imagenet100; "test"
-  # is accepted as an alias there).
+  # Split the evaluators report on (image folders: "test" means "val" where
+  # there is no test/ folder).
   c.eval_split_test = "test"
   # Cap on examples per evaluation split (a fixed random subset); unset
   # means the whole split.

@@ -285,10 +285,7 @@ def make_device_iterator(
   if global_batch % mesh.shape["data"]:
     raise DataError(f"batch_size={global_batch} is not divisible by the {mesh.shape['data']} devices of the mesh.")
   views = V.ViewConfig.from_data_config(data_cfg, num_global=num_views)
-  sources = load_mixture(data_cfg, entries)
-  missing = [e.name for e, s in zip(entries, sources) if not s.in_memory]
-  if missing:  # validate.py refuses these already; a hand-built config could still get here
-    raise DataError(f"data.pipeline='device' needs in-memory datasets; {missing} are image folders.")
+  sources = load_mixture(data_cfg, entries, in_memory=True)
   order = MixtureOrder([len(s) for s in sources], [e.weight for e in entries], seed)
   starved = [e.name for e, c in zip(entries, order.counts) if c == 0]
   if starved:

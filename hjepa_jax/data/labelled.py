@@ -1,7 +1,8 @@
 """Labelled evaluation data (k-NN, linear probe) as uint8 numpy arrays, no augmentation.
 
-In-memory datasets are resized with JAX (the device path's bilinear weights), so evaluation on
-cifar10_local and digits runs where TensorFlow is absent; image files are decoded with TensorFlow.
+In-memory datasets are resized with JAX (the device path's bilinear weights), so evaluation runs where
+TensorFlow is absent; image files are decoded with TensorFlow on the tf.data path, and decoded into memory
+with PIL (then resized like the rest) on the device path (`local.load_source`).
 """
 
 import logging
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from hjepa_jax.data.folders import record_skipped
 from hjepa_jax.data.local import load_source
 from hjepa_jax.data.validate import DataError, check_data_config, check_labelled_split
 
@@ -56,12 +58,12 @@ def _resize_arrays(images: np.ndarray, size: int, crop_fraction: float) -> np.nd
   return out
 
 
-def _decode_files(paths: np.ndarray, size: int, crop_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-  """Decoded images and the indices that decoded; unreadable files are dropped and recorded."""
+def _decode_files(paths: np.ndarray, size: int, crop_fraction: float, corrupt: str) -> tuple[np.ndarray, np.ndarray]:
+  """Decoded images and the indices that decoded; unreadable files are dropped and recorded (or raise)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from hjepa_jax.data import augment  # pylint: disable=g-import-not-at-top
-  from hjepa_jax.data.sources import decode, record_skipped  # pylint: disable=g-import-not-at-top
+  from hjepa_jax.data.sources import decode  # pylint: disable=g-import-not-at-top
 
   ds = tf.data.Dataset.from_tensor_slices((paths, np.arange(len(paths))))
   ds = ds.map(
@@ -77,7 +79,7 @@ def _decode_files(paths: np.ndarray, size: int, crop_fraction: float) -> tuple[n
   kept = np.asarray(kept, np.int64)
   bad = np.setdiff1d(np.arange(len(paths)), kept)
   if len(bad):
-    record_skipped([str(paths[i]) for i in bad])
+    record_skipped([str(paths[i]) for i in bad], corrupt)
     _log.warning("Dropped %d unreadable images of %d", len(bad), len(paths))
   return out[: len(kept)], kept
 
@@ -108,7 +110,7 @@ def load_labelled(
   idx = _subset(len(source), max_examples)
   if source.in_memory:
     return _resize_arrays(source.images[idx], size, crop_fraction), source.labels[idx].astype(np.int32)
-  images, kept = _decode_files(source.paths[idx], size, crop_fraction)
+  images, kept = _decode_files(source.paths[idx], size, crop_fraction, data_cfg.corrupt_images)
   return images, source.labels[idx][kept].astype(np.int32)
 
 

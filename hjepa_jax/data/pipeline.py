@@ -27,7 +27,8 @@ import tensorflow as tf
 from hjepa_jax.data import augment
 from hjepa_jax.data.local import Source, load_mixture
 from hjepa_jax.data.order import MixtureOrder, pretrain_num_examples  # noqa: F401  (pretrain_num_examples: API)
-from hjepa_jax.data.sources import MAX_CONSECUTIVE_BAD, decode_with_fallback, record_skipped, skipped_paths
+from hjepa_jax.data.folders import record_skipped
+from hjepa_jax.data.sources import MAX_CONSECUTIVE_BAD, decode_with_fallback, skipped_paths
 from hjepa_jax.data.validate import DataError, check_data_config
 
 _log = logging.getLogger(__name__)
@@ -47,9 +48,10 @@ class PretrainIterator(Iterator[dict[str, np.ndarray]]):
   replaced by the next readable file of the same source).
   """
 
-  def __init__(self, dataset: tf.data.Dataset, sources: list[Source]):
+  def __init__(self, dataset: tf.data.Dataset, sources: list[Source], corrupt_images: str = "skip"):
     self._it = dataset.as_numpy_iterator()
     self._sources = sources
+    self._corrupt_images = corrupt_images
     self.skipped_files: list[str] = []
     _live_iterators.add(self)
 
@@ -72,7 +74,7 @@ class PretrainIterator(Iterator[dict[str, np.ndarray]]):
       rows = (source == k) & (skipped != 0)
       counts = np.where(skipped[rows] < 0, MAX_CONSECUTIVE_BAD, skipped[rows])
       bad = skipped_paths(src.paths, example[rows], counts)
-      record_skipped(bad)
+      record_skipped(bad, self._corrupt_images)
       self.skipped_files.extend(p for p in dict.fromkeys(bad) if p not in self.skipped_files)
       if (skipped[rows] < 0).any():
         raise DataError(
@@ -242,4 +244,4 @@ def make_pretrain_iterator(
     views.num_local,
     views.local_cfg.image_size,
   )
-  return PretrainIterator(ds, sources)
+  return PretrainIterator(ds, sources, data_cfg.corrupt_images)

@@ -1,6 +1,6 @@
 """TensorFlow-side loading: TFDS datasets (cifar10, stl10) into memory, and decoding image files without
-letting a corrupt one end a run. The TF-free loaders and the `Source` cache are in `local.py`
-(re-exported here).
+letting a corrupt one end a run. The TF-free loaders and the `Source` cache are in `local.py`,
+`archives.py` and `folders.py` (partly re-exported here).
 """
 
 import logging
@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from hjepa_jax.data import augment
+from hjepa_jax.data.folders import record_skipped, skipped_files  # noqa: F401  (re-exported)
 from hjepa_jax.data.local import (  # noqa: F401  (re-exported: this module's former API)
   CIFAR10_ENV_VAR,
   CIFAR10_TEST_FILES,
@@ -24,7 +25,6 @@ from hjepa_jax.data.local import (  # noqa: F401  (re-exported: this module's fo
   load_digits,
   load_source,
   resolve_cifar10_dir,
-  scan_imagenet100,
   verify_cifar10_md5,
 )
 from hjepa_jax.data.validate import DataError
@@ -154,12 +154,9 @@ def _collect(batches, size: int | None) -> tuple[np.ndarray, np.ndarray]:
 # of a file source decodes the first readable file among i, i+1, ..., i+15
 # (modulo the source size) and reports how many it skipped. Which file stands in
 # is a pure function of i, so resumed runs see the same images. The skipped
-# files are collected here for the log and for `skipped_files()`.
+# files are collected by `folders.record_skipped` for the log and `skipped_files()`.
 
 MAX_CONSECUTIVE_BAD = 16
-
-_skipped_lock = threading.Lock()
-_skipped: dict[str, None] = {}  # insertion-ordered set of paths
 
 
 def decode(path: tf.Tensor) -> tf.Tensor:
@@ -179,23 +176,6 @@ def decode_with_fallback(paths: tf.Tensor, index: tf.Tensor) -> tf.data.Dataset:
   good = candidates.map(lambda t: (decode(paths[(index + t) % n]), tf.cast(t, tf.int32))).ignore_errors()
   give_up = tf.data.Dataset.from_tensors((tf.zeros([1, 1, 3], tf.uint8), tf.constant(-1, tf.int32)))
   return good.concatenate(give_up).take(1)
-
-
-def record_skipped(paths: list[str]) -> None:
-  """Remembers unreadable files and logs each the first time it is seen."""
-  with _skipped_lock:
-    new = [p for p in paths if p not in _skipped]
-    for p in new:
-      _skipped[p] = None
-    total = len(_skipped)
-  for p in new:
-    _log.warning("Skipped unreadable image %s (%d unreadable so far)", p, total)
-
-
-def skipped_files() -> list[str]:
-  """Every unreadable image file skipped so far in this process, in order of discovery."""
-  with _skipped_lock:
-    return list(_skipped)
 
 
 def skipped_paths(paths: np.ndarray, first: np.ndarray, skipped: np.ndarray) -> list[str]:

@@ -21,19 +21,34 @@ class DataError(Exception):
   """
 
 
-# name -> (number of classes, default pretraining split, labelled splits)
-_DATASETS: dict[str, tuple[int, str, tuple[str, ...]]] = {
+# name -> (number of classes (None: read from the folder), default pretraining split, labelled splits)
+_DATASETS: dict[str, tuple[int | None, str, tuple[str, ...]]] = {
   "cifar10": (10, "train", ("train", "test")),
   "cifar10_local": (10, "train", ("train", "test")),
+  "cifar100_local": (100, "train", ("train", "test")),
   "stl10": (10, "unlabelled+train", ("train", "test")),
-  "imagenet100": (100, "train", ("train", "val")),
+  "stl10_local": (10, "unlabelled+train", ("train", "test")),
+  "imagenet100": (100, "train", ("train", "val", "test")),
+  "image_folder": (None, "train", ("train", "val", "test")),
   "digits": (10, "train", ("train", "test")),
 }
 
 DATASET_NAMES = tuple(_DATASETS)
-# Datasets whose images are held in memory (the others are image files decoded on the fly).
-IN_MEMORY = ("cifar10", "cifar10_local", "stl10", "digits")
+TFDS_NAMES = ("cifar10", "stl10")
+# Image folders: file lists on the tf.data path, decoded into memory (PIL) on the device path.
+FOLDER_NAMES = ("imagenet100", "image_folder")
+# The config key holding each dataset's folder (digits: bundled, none).
+DIR_KEYS = {
+  "cifar10": "tfds_data_dir",
+  "stl10": "tfds_data_dir",
+  "cifar10_local": "cifar10_dir",
+  "cifar100_local": "cifar100_dir",
+  "stl10_local": "stl10_dir",
+  "imagenet100": "imagenet100_dir",
+  "image_folder": "image_folder.dir",
+}
 PIPELINES = ("tfdata", "device")
+CORRUPT_MODES = ("skip", "error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,17 +75,24 @@ def check_name(name: str, key: str | None = None) -> None:
     _fail(f"Unknown dataset {name!r}. Use one of {', '.join(DATASET_NAMES)}.", key)
 
 
-def num_classes(name: str) -> int:
-  """Number of label classes of a labelled dataset."""
+def num_classes(name: str, data_cfg: Any = None) -> int:
+  """Number of label classes of a labelled dataset (`data_cfg` locates an image_folder's classes)."""
   check_name(name)
+  if _DATASETS[name][0] is None:
+    if data_cfg is None:
+      raise DataError(f"The number of classes of {name!r} depends on its folder: pass the data config.")
+    from hjepa_jax.data.folders import num_folder_classes  # pylint: disable=g-import-not-at-top  (imports this module)
+
+    return num_folder_classes(name, data_cfg)
   return _DATASETS[name][0]
 
 
 def check_labelled_split(name: str, split: str, key: str | None = None) -> None:
-  """Raises DataError unless `split` is a labelled split of dataset `name` ("test" means "val" for imagenet100)."""
+  """Raises DataError unless `split` is a labelled split of dataset `name` (image folders: "test" means "val"
+  where there is no test/ folder)."""
   check_name(name)
   splits = _DATASETS[name][2]
-  if split not in splits and not (name == "imagenet100" and split == "test"):
+  if split not in splits:
     _fail(f"{name!r} has labelled splits {', '.join(splits)}; {split!r} is not one.", key)
 
 
@@ -179,9 +201,24 @@ def check_data_config(data_cfg: Any) -> list[DatasetSpec]:
   mixture = parse_datasets(data_cfg.datasets)
   _require(data_cfg.image_size >= 8, "image_size", f"must be >= 8, got {data_cfg.image_size}")
   _require(data_cfg.batch_size >= 1, "batch_size", f"must be >= 1, got {data_cfg.batch_size}")
-  for key in ("cifar10_dir", "imagenet100_dir", "tfds_data_dir"):
+  for key in ("cifar10_dir", "cifar100_dir", "stl10_dir", "imagenet100_dir", "tfds_data_dir"):
     value = data_cfg[key]
     _require(value is None or isinstance(value, str), key, f"must be a path, got {value!r}")
+  folder = data_cfg.image_folder
+  for key in ("dir", "classes_file"):
+    _require(
+      folder[key] is None or isinstance(folder[key], str), f"image_folder.{key}", f"must be a path, got {folder[key]!r}"
+    )
+  _require(
+    0 <= folder.val_fraction < 1,
+    "image_folder.val_fraction",
+    f"must be in [0, 1) (0: no hold-out; used only where ROOT has no val/ folder), got {folder.val_fraction}",
+  )
+  _require(
+    data_cfg.corrupt_images in CORRUPT_MODES,
+    "corrupt_images",
+    f"must be 'skip' (unreadable image files skipped with a warning naming them) or 'error', got {data_cfg.corrupt_images!r}",
+  )
   _require(isinstance(data_cfg.download, bool), "download", "must be True or False")
   stored = data_cfg.max_stored_size
   _require(
@@ -195,13 +232,6 @@ def check_data_config(data_cfg: Any) -> list[DatasetSpec]:
     f"must be -1 (AUTOTUNE) or >= 1, got {data_cfg.num_parallel_calls}",
   )
   _require(data_cfg.pipeline in PIPELINES, "pipeline", f"must be one of {PIPELINES}, got {data_cfg.pipeline!r}")
-  files = [e.name for e in mixture if e.name not in IN_MEMORY]
-  _require(
-    data_cfg.pipeline == "tfdata" or not files,
-    "pipeline",
-    f"'device' holds every pretraining image in accelerator memory, but {files} are image folders read "
-    f"file by file; use --config.data.pipeline=tfdata, or only in-memory datasets ({', '.join(IN_MEMORY)})",
-  )
   _require(data_cfg.prefetch >= -1, "prefetch", f"must be -1 (AUTOTUNE), 0 or more, got {data_cfg.prefetch}")
   _pair(data_cfg.crop_scale, "crop_scale", 0.0, 1.0)
   _pair(data_cfg.crop_ratio, "crop_ratio", 0.0, None)

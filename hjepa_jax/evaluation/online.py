@@ -15,7 +15,7 @@ class OnlineEvaluator:
 
     self.schedule = schedule
     name = data_cfg.eval_dataset
-    self.num_classes = data_lib.num_classes(name)
+    self.num_classes = data_lib.num_classes(name, data_cfg)
     self.splits = {
       role: data_lib.load_labelled(
         name, split, data_cfg, image_size=model.image_size, max_examples=schedule.max_examples

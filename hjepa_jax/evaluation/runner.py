@@ -214,6 +214,7 @@ def evaluate_run(
   best=False,
   eval_types=("all",),
   dataset=None,
+  data_dir=None,
   random_init=False,
   max_examples=None,
   batch_size=256,
@@ -222,7 +223,8 @@ def evaluate_run(
 ):
   """Evaluates one checkpoint of `workdir` (default: the newest) and returns the results dict.
 
-  `dataset` defaults to the run's data.eval_dataset; `max_examples` (per split, a fixed random
+  `dataset` defaults to the run's data.eval_dataset, read from `data_dir` if given (else the run's
+  folder for it, `data_lib.DIR_KEYS`); `max_examples` (per split, a fixed random
   subset) to the run's data.eval_max_examples (unset: whole splits). Every evaluation runs on each
   of `feature_kinds`. With `write`, saves WORKDIR/evaluation/results.{json,md}
   (results_random_init.* with `random_init`).
@@ -233,7 +235,11 @@ def evaluate_run(
   data_cfg = cfg.data
   name = dataset or data_cfg.eval_dataset
   split_names = dict(zip(("train", "test"), eval_splits(name, data_cfg)))
-  num_classes = data_lib.num_classes(name)
+  if data_dir:
+    if name not in data_lib.DIR_KEYS:
+      raise EvaluationError(f"--data_dir: dataset {name!r} has no folder to set")
+    data_cfg.update_from_flattened_dict({data_lib.DIR_KEYS[name]: data_dir})
+  num_classes = data_lib.num_classes(name, data_cfg)
   if max_examples is None:
     max_examples = data_cfg.eval_max_examples
   model = experiment.model(cfg)
