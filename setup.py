@@ -60,18 +60,23 @@ setup(
   python_requires=">=3.10",
   packages=find_packages(include=["hjepa_jax", "hjepa_jax.*"]),
   include_package_data=True,
+  # Files the code reads at run time live inside the package (e.g. hjepa_jax/data/imagenet100_classes.txt),
+  # so a regular, non-editable `pip install .` has them; .ci/run checks one from outside the checkout.
   package_data={
     "hjepa_jax": [
       "*.json",
       "*.yaml",
       "*.yml",
       "*.txt",
+      "*.md",
       "*/*.json",
       "*/*.yaml",
       "*/*.yml",
       "*/*.txt",
+      "*/*.md",
     ],
   },
+  entry_points={"console_scripts": ["hjepa-train=hjepa_jax.cli:run"]},
   install_requires=INSTALL_REQUIRES,
   extras_require=EXTRAS_REQUIRE,
   zip_safe=False,
