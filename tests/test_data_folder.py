@@ -1,7 +1,11 @@
 """Your own images: the image_folder dataset (ROOT/<split>/<class>/*.{jpg,jpeg,png}) on both input paths, as
 a pretraining source in a mixture and as the evaluation dataset; classes, the val hold-out, corrupt files."""
 
+import json
 import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +14,7 @@ import hjepa_jax.data as data
 from hjepa_jax.data import folders
 from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
 from tests._data import write_image_folder
+from tests._smoke import QUIET, ROOT, TINY_MODEL
 
 
 def _cfg(root=None, **overrides):
@@ -128,3 +133,41 @@ def test_imagenet100_is_an_image_folder_with_the_packaged_list():
   assert folders.IMAGENET100_CLASSES_FILE.parent.name == "data"  # inside the package, not the checkout
   spec = folders.folder_spec("imagenet100", data.default_data_config())
   assert spec.classes == folders.imagenet100_classes() and len(spec.classes) == 100
+
+
+@pytest.mark.slow
+def test_ten_class_folder_trains_resumes_and_evaluates_with_the_readme_commands(tmp_path):
+  """README "Your own images": launch/main.py on a 10-class JPEG folder without val/ (held out), the same
+  command resumed with more steps, then launch/evaluate.py (k-NN) on the held-out val split."""
+  classes = tuple(f"n{9000000 + i:08d}" for i in range(10))  # WordNet-style names outside ImageNet-100
+  write_image_folder(
+    tmp_path / "images", classes=classes, per_class=6, splits=("train",), size=(36, 44), corrupt=("train",)
+  )
+  workdir = str(tmp_path / "run")
+  flags = [
+    f"--config={os.path.join(ROOT, 'configs', 'smoke.py')}:dataset=image_folder",
+    f"--config.data.image_folder.dir={tmp_path / 'images'}",
+    "--config.data.image_folder.val_fraction=0.2",
+    "--config.ckpt_every_steps=2",
+    *TINY_MODEL,
+    *QUIET,
+  ]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  main = [sys.executable, os.path.join(ROOT, "launch", "main.py"), f"--workdir={workdir}", *flags]
+  logs = []
+  for steps in (2, 4):
+    proc = subprocess.run(
+      [*main, f"--config.total_steps={steps}"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs.append(proc.stderr)
+  assert "resumed from" in logs[1] and "step 4/4" in logs[1]
+  # 6 images per class and broken.jpg in the first: round(0.2 * n) of each class held out.
+  assert "image_folder at" in logs[0] and "10 classes" in logs[0] and "train 51, val 10, test -" in logs[0]
+  assert "Skipped unreadable image" in logs[0] and "broken.jpg" in logs[0]  # among the first 32 drawn (seed 0)
+  evaluate = [sys.executable, os.path.join(ROOT, "launch", "evaluate.py"), f"--workdir={workdir}", "--eval_types=knn"]
+  proc = subprocess.run([*evaluate, "--feature_kinds=avgpool"], env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(workdir, "evaluation", "results.json")) as f:
+    results = json.load(f)
+  assert results["num_classes"] == 10 and results["dataset"] == "image_folder", results
