@@ -90,3 +90,20 @@ def test_offline_datasets_mix_and_evaluate(tmp_path):
   assert np.asarray(next(data.make_device_iterator(cfg, seed=0))["image"]).shape == (8, 16, 16, 3)
   evals = data.load_eval_data(_cfg(stl10_dir=str(tmp_path / "stl"), eval_dataset="stl10_local", image_size=16))
   assert evals["train"][0].shape == (4, 16, 16, 3) and evals["test"][1].shape == (4,)
+
+
+def test_imagenet100_from_tfds_imagenet2012_keeps_the_100_classes(tmp_path):
+  """TFDS imagenet2012 (mocked: random images and labels of the 1000 classes) filtered to ImageNet-100."""
+  import tensorflow_datasets as tfds
+
+  from hjepa_jax.data import folders
+
+  cfg = _cfg(tfds_data_dir=str(tmp_path), datasets=("imagenet100_tfds",), eval_dataset="imagenet100_tfds")
+  cfg.image_size, cfg.batch_size, cfg.pipeline = 16, 4, "device"
+  with tfds.testing.mock_data(num_examples=200):
+    names = tfds.builder("imagenet2012", data_dir=str(tmp_path)).info.features["label"].names
+    x, y = data.load_labelled("imagenet100_tfds", "val", cfg)
+    assert x.shape[1:] == (16, 16, 3) and 0 < len(y) < 200 and y.min() >= 0 and y.max() < 100
+    kept = {folders.imagenet100_classes()[i] for i in y.tolist()}
+    assert kept <= set(names)
+    assert np.asarray(next(data.make_device_iterator(cfg, seed=0))["image"]).shape == (4, 16, 16, 3)

@@ -13,7 +13,8 @@ def default_data_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   # Pretraining mixture: a tuple of strings "name[@split][:weight]". Names:
-  # "cifar10" / "stl10" (TFDS), "cifar10_local" / "cifar100_local" (python-pickle
+  # "cifar10" / "stl10" / "imagenet100_tfds" (TFDS; the last: imagenet2012's 100
+  # ImageNet-100 classes, stored as squares like image folders), "cifar10_local" / "cifar100_local" (python-pickle
   # folders), "stl10_local" (stl10_binary/ folder), "image_folder" (your own
   # ROOT/<split>/<class>/*.jpg), "imagenet100" (an ImageNet folder, 100 CMC
   # classes), "digits" (bundled with scikit-learn).
@@ -54,7 +55,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   # ImageNet root with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG; only the
   # 100 CMC classes are read, so a full ImageNet folder works too.
   c.imagenet100_dir = config_dict.placeholder(str)
-  # TFDS data_dir for "cifar10" / "stl10"; unset means TFDS's default
+  # TFDS data_dir for "cifar10" / "stl10" / "imagenet100_tfds"; unset means TFDS's default
   # (~/tensorflow_datasets or $TFDS_DATA_DIR).
   c.tfds_data_dir = config_dict.placeholder(str)
   # Let TFDS download and prepare missing datasets (needs network).

@@ -86,10 +86,13 @@ def _load_cached(name: str, split: str, where: tuple, max_size: int | None) -> S
   description = f"{name}[{split}]"
   parts = split.split("+")
   if name in TFDS_NAMES:
-    from hjepa_jax.data.sources import load_tfds  # pylint: disable=g-import-not-at-top  (TensorFlow)
+    from hjepa_jax.data import sources  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
-    data_dir, download = where
-    images, labels = load_tfds(name, split, data_dir=data_dir, download=download, max_size=max_size)
+    data_dir, download, size = where
+    if name == "imagenet100_tfds":
+      images, labels = sources.load_imagenet100_tfds(split, data_dir=data_dir, download=download, size=size)
+    else:
+      images, labels = sources.load_tfds(name, split, data_dir=data_dir, download=download, max_size=max_size)
     return Source(description, labels, images, None)
   if name in FOLDER_NAMES:
     spec, decode_size, corrupt = where
@@ -122,7 +125,9 @@ def load_source(
   check_name(name)
   if name in TFDS_NAMES:
     platform.hide_gpus_from_tensorflow()  # before TensorFlow touches any device
-    where = (data_cfg.tfds_data_dir, bool(data_cfg.download))
+    # imagenet100_tfds: mixed sizes, stored as squares like image folders on the device path.
+    size = int(data_cfg.max_stored_size or data_cfg.image_size) if name == "imagenet100_tfds" else None
+    where = (data_cfg.tfds_data_dir, bool(data_cfg.download), size)
   elif name in FOLDER_NAMES:
     in_memory = data_cfg.pipeline == "device" if in_memory is None else in_memory
     decode_size = int(data_cfg.max_stored_size or data_cfg.image_size) if in_memory else None

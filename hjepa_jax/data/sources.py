@@ -1,4 +1,4 @@
-"""TensorFlow-side loading: TFDS datasets (cifar10, stl10) into memory, and decoding image files without
+"""TensorFlow-side loading: TFDS datasets (cifar10, stl10, ImageNet-100 from imagenet2012) into memory, and decoding image files without
 letting a corrupt one end a run. The TF-free loaders and the `Source` cache are in `local.py`,
 `archives.py` and `folders.py` (partly re-exported here).
 """
@@ -72,14 +72,8 @@ def _tfds_offline_options(name: str) -> str:
   )
 
 
-def load_tfds(
-  name: str, split: str, *, data_dir: str | None, download: bool, max_size: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-  """uint8 images [N, H, W, 3] and int32 labels (-1 where unlabelled).
-
-  Images larger than `max_size` are downscaled while streaming, so the
-  full-resolution copy never sits in memory.
-  """
+def _tfds_split(name: str, split: str, *, data_dir: str | None, download: bool):
+  """(builder, tf.data.Dataset) of a prepared (or, with `download`, downloaded) TFDS split."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top (slow; only for TFDS datasets)
 
   try:
@@ -98,7 +92,7 @@ def load_tfds(
     except Exception as e:  # noqa: BLE001
       raise DataError(f"Downloading/preparing TFDS dataset {name!r} into {builder.data_dir} failed: {e}") from e
   try:
-    ds = builder.as_dataset(split=split, shuffle_files=False)
+    return builder, builder.as_dataset(split=split, shuffle_files=False)
   except (AssertionError, FileNotFoundError) as e:
     raise DataError(
       f"TFDS dataset {name!r} is not prepared in {data_dir or 'the default TFDS data_dir'} "
@@ -106,16 +100,63 @@ def load_tfds(
     ) from e
   except ValueError as e:  # unknown split
     raise DataError(f"TFDS dataset {name!r} has no split {split!r}: {e}") from e
+
+
+def _stack(name: str, split: str, ds: tf.data.Dataset, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  images, labels = _collect(tfds.as_numpy(ds.batch(1024)), size)
+  if not len(images):
+    raise DataError(f"TFDS dataset {name!r} split {split!r} is empty.")
+  _log.info("Loaded TFDS %s[%s]: %d images of %s", name, split, len(images), images.shape[1:])
+  return images, labels
+
+
+def load_tfds(
+  name: str, split: str, *, data_dir: str | None, download: bool, max_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+  """uint8 images [N, H, W, 3] and int32 labels (-1 where unlabelled).
+
+  Images larger than `max_size` are downscaled while streaming, so the
+  full-resolution copy never sits in memory.
+  """
+  builder, ds = _tfds_split(name, split, data_dir=data_dir, download=download)
   ds = ds.map(
     lambda ex: (augment.shrink_to_max_size(ex["image"], max_size), tf.cast(ex["label"], tf.int32)),
     num_parallel_calls=tf.data.AUTOTUNE,
     deterministic=True,
   )
-  images, labels = _collect(tfds.as_numpy(ds.batch(1024)), _known_size(builder, split))
-  if not len(images):
-    raise DataError(f"TFDS dataset {name!r} split {split!r} is empty.")
-  _log.info("Loaded TFDS %s[%s]: %d images of %s", name, split, len(images), images.shape[1:])
-  return images, labels
+  return _stack(name, split, ds, _known_size(builder, split))
+
+
+# ImageNet-100 from a TFDS-prepared imagenet2012 (for those who have one): the 100 classes kept, relabelled in
+# the packaged list's order; images of mixed sizes stored as squares (shorter side resized, centre kept).
+IMAGENET2012_SPLITS = {"train": "train", "val": "validation", "test": "validation"}
+
+
+def load_imagenet100_tfds(
+  split: str, *, data_dir: str | None, download: bool, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """uint8 images [N, size, size, 3] and int32 labels 0..99 of split "train" or "val" ("test": val)."""
+  parts = split.split("+")
+  unknown = [p for p in parts if p not in IMAGENET2012_SPLITS]
+  if unknown:
+    raise DataError(f"imagenet100_tfds has splits train and val ('test' means val), not {unknown[0]!r}.")
+  tfds_split = "+".join(dict.fromkeys(IMAGENET2012_SPLITS[p] for p in parts))
+  builder, ds = _tfds_split("imagenet2012", tfds_split, data_dir=data_dir, download=download)
+  order = {wnid: i for i, wnid in enumerate(imagenet100_classes())}
+  names = builder.info.features["label"].names
+  table = tf.constant([order.get(n, -1) for n in names], tf.int32)
+  if int(tf.reduce_sum(tf.cast(table >= 0, tf.int32))) != 100:
+    raise DataError(f"TFDS imagenet2012 in {builder.data_dir} lacks some of the 100 ImageNet-100 classes.")
+  ds = ds.map(lambda ex: dict(ex, label=tf.gather(table, ex["label"])))
+  ds = ds.filter(lambda ex: ex["label"] >= 0)
+  ds = ds.map(
+    lambda ex: (augment.center_resize(ex["image"], size), ex["label"]),
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=True,
+  )
+  return _stack("imagenet100_tfds", split, ds, None)
 
 
 def _known_size(builder, split: str) -> int | None:

@@ -29,12 +29,13 @@ _DATASETS: dict[str, tuple[int | None, str, tuple[str, ...]]] = {
   "stl10": (10, "unlabelled+train", ("train", "test")),
   "stl10_local": (10, "unlabelled+train", ("train", "test")),
   "imagenet100": (100, "train", ("train", "val", "test")),
+  "imagenet100_tfds": (100, "train", ("train", "val", "test")),
   "image_folder": (None, "train", ("train", "val", "test")),
   "digits": (10, "train", ("train", "test")),
 }
 
 DATASET_NAMES = tuple(_DATASETS)
-TFDS_NAMES = ("cifar10", "stl10")
+TFDS_NAMES = ("cifar10", "stl10", "imagenet100_tfds")
 # Image folders: file lists on the tf.data path, decoded into memory (PIL) on the device path.
 FOLDER_NAMES = ("imagenet100", "image_folder")
 # The config key holding each dataset's folder (digits: bundled, none).
@@ -45,6 +46,7 @@ DIR_KEYS = {
   "cifar100_local": "cifar100_dir",
   "stl10_local": "stl10_dir",
   "imagenet100": "imagenet100_dir",
+  "imagenet100_tfds": "tfds_data_dir",
   "image_folder": "image_folder.dir",
 }
 PIPELINES = ("tfdata", "device")
