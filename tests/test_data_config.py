@@ -88,6 +88,7 @@ def test_num_classes():
     "stl10": 10,
     "stl10_local": 10,
     "imagenet100": 100,
+    "imagenet100_tfds": 100,
     "digits": 10,
   }
   with pytest.raises(DataError, match="depends on its folder"):  # tests/test_data_folder.py counts them
