@@ -20,6 +20,14 @@ def fresh_cache():
   data.clear_cache()
 
 
+def data_cfg(**overrides):
+  """The default data config with top-level keys overridden."""
+  cfg = data.default_data_config()
+  for k, v in overrides.items():
+    cfg[k] = v
+  return cfg
+
+
 def write_fake_cifar10(
   root: str | Path, per_batch: int = 20, seed: int = 0, images: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -120,24 +128,32 @@ def write_image_folder(
   return written
 
 
+def _random_splits(root: str | Path, counts: dict[str, int], side: int, num_classes: int, seed: int):
+  """Creates root; yields (split, random images [n, side, side, 3], random labels [n]) per entry of counts."""
+  Path(root).mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  for split, n in counts.items():
+    yield (
+      split,
+      rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8),
+      rng.integers(0, num_classes, n).astype(np.int32),
+    )
+
+
 def write_fake_stl10(
   root: str | Path, counts: dict[str, int], seed: int = 0
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Writes the stl10_binary/ files (train_X.bin, train_y.bin, test_*, unlabeled_X.bin) for `counts`
   {"train": n, "test": n, "unlabelled": n}: 3 planes of 96 x 96 per image, each stored column-major,
   labels 1..10. Returns split -> (images [n, 96, 96, 3] as a viewer sees them, labels 0..9 or -1)."""
-  root = Path(root)
-  root.mkdir(parents=True, exist_ok=True)
-  rng = np.random.default_rng(seed)
-  out = {}
-  for split, n in counts.items():
-    images = rng.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+  root, out = Path(root), {}
+  for split, images, labels in _random_splits(root, counts, 96, 10, seed):
     stem = "unlabeled" if split == "unlabelled" else split
     # Column-major planes: for each image and channel, x (column) varies slowest, then y (row).
     images.transpose(0, 3, 2, 1).tofile(root / f"{stem}_X.bin")
-    labels = np.full(n, -1, np.int32)
-    if split != "unlabelled":
-      labels = rng.integers(0, 10, n).astype(np.int32)
+    if split == "unlabelled":
+      labels = np.full(len(images), -1, np.int32)
+    else:
       (labels + 1).astype(np.uint8).tofile(root / f"{stem}_y.bin")
     out[split] = (images, labels)
   return out
@@ -148,23 +164,18 @@ def write_fake_cifar100(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Writes the cifar-100-python/ pickles train, test (data, fine_labels, coarse_labels) and meta.
   Returns split -> (images [n, 32, 32, 3], fine labels)."""
-  root = Path(root)
-  root.mkdir(parents=True, exist_ok=True)
-  rng = np.random.default_rng(seed)
-  out = {}
-  for split, n in counts.items():
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    fine = rng.integers(0, 100, n)
+  root, out = Path(root), {}
+  for split, images, fine in _random_splits(root, counts, 32, 100, seed):
     batch = {
-      b"filenames": [f"{split}_{i}.png".encode() for i in range(n)],
+      b"filenames": [f"{split}_{i}.png".encode() for i in range(len(images))],
       b"batch_label": f"{split} batch".encode(),
       b"fine_labels": fine.tolist(),
       b"coarse_labels": (fine // 5).tolist(),
-      b"data": images.transpose(0, 3, 1, 2).reshape(n, -1),  # channel-major rows
+      b"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1),  # channel-major rows
     }
     with open(root / split, "wb") as f:
       pickle.dump(batch, f)
-    out[split] = (images, fine.astype(np.int32))
+    out[split] = (images, fine)
   with open(root / "meta", "wb") as f:
     pickle.dump(
       {b"fine_label_names": [b"f%d" % i for i in range(100)], b"coarse_label_names": [b"c%d" % i for i in range(20)]}, f

@@ -6,15 +6,9 @@ import pytest
 
 import hjepa_jax.data as data
 from hjepa_jax.data import archives
+from tests._data import data_cfg as _cfg
 from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
 from tests._data import write_fake_cifar100, write_fake_stl10
-
-
-def _cfg(**overrides):
-  cfg = data.default_data_config()
-  for k, v in overrides.items():
-    cfg[k] = v
-  return cfg
 
 
 def test_stl10_binary_layout_is_column_major(tmp_path):

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 import hjepa_jax.data as data
 from hjepa_jax.data import sources
+from tests._data import data_cfg as _cfg
 from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
 from tests._data import write_fake_cifar10, write_fake_imagenet
 
@@ -18,13 +19,6 @@ needs_real_cifar = pytest.mark.skipif(
   not (REAL_CIFAR10 and Path(REAL_CIFAR10, "data_batch_1").is_file()),
   reason="set HJEPA_CIFAR10_DIR to a cifar-10-batches-py folder to test on the real CIFAR-10",
 )
-
-
-def _cfg(**overrides):
-  cfg = data.default_data_config()
-  for k, v in overrides.items():
-    cfg[k] = v
-  return cfg
 
 
 # --- CIFAR-10, python-pickle layout ---------------------------------------------------------
