@@ -171,3 +171,15 @@ def test_ten_class_folder_trains_resumes_and_evaluates_with_the_readme_commands(
   with open(os.path.join(workdir, "evaluation", "results.json")) as f:
     results = json.load(f)
   assert results["num_classes"] == 10 and results["dataset"] == "image_folder", results
+  # Another folder (3 classes, val/ present) for the same encoder: --data_dir overrides the run's folder.
+  write_image_folder(tmp_path / "other", classes=("a", "b", "c"), per_class=4, size=(32, 32))
+  proc = subprocess.run(
+    [*evaluate, "--random_init", "--feature_kinds=avgpool", f"--data_dir={tmp_path / 'other'}"],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(workdir, "evaluation", "results_random_init.json")) as f:
+    assert json.load(f)["num_classes"] == 3
