@@ -32,7 +32,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.ckpt_every_steps = config_dict.placeholder(int)
   c.keep_checkpoints = 3  # newest k kept; the best is kept apart in best/
   c.resume = config_dict.placeholder(str)  # start from another run's checkpoint dir or step dir
-  c.stop_on_nonfinite = True  # False: skip bad steps (state untouched) and go on
+  # A NaN/Inf loss or gradient skips its update (state untouched, the step still counts); a run that skips
+  # more than this many updates stops, naming the last good checkpoint. 0: the first one stops the run.
+  c.max_skipped_steps = 0
   c.best_metric = "eval/knn_top1_k20"  # kept in best/; "" for none, or "train/loss"
   c.best_mode = "max"  # max | min
 

@@ -49,7 +49,7 @@ class Experiment:
   ckpt_every: int
   keep_checkpoints: int
   resume: str
-  stop_on_nonfinite: bool
+  max_skipped_steps: int
   eval: EvalSchedule
 
 
@@ -366,6 +366,7 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
   warmup = min(config_lib.resolve_steps(cfg.optim, "warmup", steps_per_epoch, allow_zero=True), total)
   require(cfg.log_every_steps >= 1, "log_every_steps", f"must be >= 1, got {cfg.log_every_steps}")
   require(cfg.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {cfg.keep_checkpoints}")
+  require(cfg.max_skipped_steps >= 0, "max_skipped_steps", f"must be >= 0, got {cfg.max_skipped_steps}")
   return Experiment(
     step_spec=step_spec(cfg, total, warmup),
     seed=cfg.seed,
@@ -378,7 +379,7 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
     ckpt_every=config_lib.resolve_steps(cfg, "ckpt_every", steps_per_epoch),
     keep_checkpoints=cfg.keep_checkpoints,
     resume=cfg.resume,
-    stop_on_nonfinite=cfg.stop_on_nonfinite,
+    max_skipped_steps=cfg.max_skipped_steps,
     eval=eval_schedule(cfg, steps_per_epoch),
   )
 

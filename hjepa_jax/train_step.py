@@ -216,8 +216,10 @@ def make_train_step(spec: StepSpec, optimizer):
     new_state = {"step": step + 1, "params": params, "target": target, "opt": opt}
 
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    # A non-finite update leaves the whole state untouched so the last good state can be saved.
+    # A non-finite update leaves params, target and optimizer untouched so the last good state can be saved;
+    # the step still counts (its batch was consumed), so a checkpoint's name always equals its state's step.
     new_state = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new_state, state)
+    new_state["step"] = step + 1
     metrics = {
       "loss": loss,
       "grad_norm": grad_norm,

@@ -29,11 +29,12 @@ def main(argv):
   from hjepa_jax import train  # noqa: E402  (after TF is kept off the GPU)
   from hjepa_jax.config import ConfigError
   from hjepa_jax.data import DataError
+  from hjepa_jax.errors import RunError
 
   # Known user-facing failures print one message; anything else is a bug and keeps its traceback.
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, DataError, train.TrainingDiverged) as e:  # PlatformError is a ConfigError
+  except (ConfigError, DataError, RunError) as e:  # divergence, checkpoints, disk, a locked workdir
     logging.error("%s", e)
     sys.exit(f"error: {e}")
 
