@@ -24,9 +24,14 @@ _LIBRARY = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _CONFIG = "config"  # the flag define_config defines
 
 
-def define_config(help_string="Config file (configs/*.py[:arg]).", flag_values=flags.FLAGS):
-  """`--config=path[:arg]` with `--config.x.y=value` overrides, locked to the schema's keys."""
-  return config_flags.DEFINE_config_file(_CONFIG, None, help_string, lock_config=True, flag_values=flag_values)
+def define_config(help_string="Config file (configs/*.py[:arg]).", flag_values=flags.FLAGS, argv=None):
+  """`--config=path[:arg]` with `--config.x.y=value` overrides, locked to the schema's keys.
+
+  argv: where ml_collections looks for the overrides (default sys.argv; tests parse their own).
+  """
+  return config_flags.DEFINE_config_file(
+    _CONFIG, None, help_string, flag_values=flag_values, lock_config=True, sys_argv=argv
+  )
 
 
 def run(main):
@@ -127,8 +132,10 @@ def _one_line(message):
 
 
 def check_start(config, workdir):
-  """What launch/main.py checks before training: the run directory and every config value (nothing compiles)."""
-  from hjepa_jax import experiment  # pylint: disable=g-import-not-at-top  (jax: only once flags are parsed)
+  """launch/main.py's start-up: the run directory and every config value, checked before anything compiles
+  or TensorFlow is imported; a mistake exits with one line."""
+  from hjepa_jax import experiment  # pylint: disable=g-import-not-at-top  (imports jax: not before tune_host)
 
-  config_lib.check_workdir(workdir)
-  experiment.prepare(config)
+  with user_errors():  # PlatformError is a ConfigError
+    config_lib.check_workdir(workdir)
+    experiment.prepare(config)

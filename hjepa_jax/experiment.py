@@ -298,14 +298,15 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
   )
   require(cfg.loss.type in losses.LOSS_TYPES, "loss.type", f"{cfg.loss.type!r} is not one of {losses.LOSS_TYPES}")
   accum = grad_accum_steps(cfg)
+  optim, views = optim_spec(cfg, total_steps, warmup_steps), view_losses(cfg)
   return StepSpec(
     model=net,
-    masks=mask_spec(cfg.mask, net.grid, cfg.data.batch_size * accum),
-    optim=optim_spec(cfg, total_steps, warmup_steps),
+    masks=mask_spec(cfg.mask, net.grid, cfg.data.batch_size * accum),  # last: estimating capacities compiles
+    optim=optim,
     hierarchy_weights=weights,
     loss_type=cfg.loss.type,
     grad_accum_steps=accum,
-    views=view_losses(cfg),
+    views=views,
   )
 
 
@@ -384,8 +385,12 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
     "keep_checkpoints",
     f"must be >= 1 (the newest k checkpoints are kept; 0 would delete every one), got {cfg.keep_checkpoints}",
   )
+  ckpt_every, schedule = (
+    config_lib.resolve_steps(cfg, "ckpt_every", steps_per_epoch),
+    eval_schedule(cfg, steps_per_epoch),
+  )
   return Experiment(
-    step_spec=step_spec(cfg, total, warmup),
+    step_spec=step_spec(cfg, total, warmup),  # last: every other value is checked before its mask draw compiles
     seed=cfg.seed,
     micro_batch=micro,
     global_batch=global_batch,
@@ -393,11 +398,11 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
     total_steps=total,
     log_every=cfg.log_every_steps,
     log_mask_images=cfg.log_mask_images,
-    ckpt_every=config_lib.resolve_steps(cfg, "ckpt_every", steps_per_epoch),
+    ckpt_every=ckpt_every,
     keep_checkpoints=cfg.keep_checkpoints,
     resume=cfg.resume,
     stop_on_nonfinite=cfg.stop_on_nonfinite,
-    eval=eval_schedule(cfg, steps_per_epoch),
+    eval=schedule,
   )
 
 

@@ -25,8 +25,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  with cli.user_errors():  # PlatformError is a ConfigError
-    cli.check_start(_CONFIG.value, _WORKDIR.value)
+  cli.check_start(_CONFIG.value, _WORKDIR.value)
   platform.hide_gpus_from_tensorflow()
   from hjepa_jax import train  # noqa: E402  (after TF is kept off the GPU)
 
