@@ -174,12 +174,16 @@ def test_a_bad_command_line_is_refused_in_one_line(argv, fragment, capfd, tmp):
 
 
 def test_the_smoke_command_line_passes(tmp):
-  """The checks refuse only bad values: the shipped smoke command line starts."""
+  """The checks refuse only bad values: the smoke command line starts. Then the mask-capacity draw compiles,
+  which the listener sees (so its silence in the cases above means something)."""
+  sys.modules.pop("config_config", None)
   argv, fv = ["main.py", CONFIG, "--config.total_steps=3"], flags.FlagValues()
   cli.define_config(flag_values=fv, argv=argv)
   cli.parse_flags(argv, fv)
+  del _LOWERED[:]
+  masks._untrimmed_sizes.cache_clear()
   cli.check_start(fv.config, os.path.join(tmp, "ok"))
-  assert fv.config.total_steps == 3
+  assert fv.config.total_steps == 3 and _LOWERED
 
 
 def test_a_library_bug_while_loading_the_config_keeps_its_traceback(tmp_path):
