@@ -59,10 +59,10 @@ def parse_flags(argv, flag_values=flags.FLAGS):
     try:
       rest = flag_values(argv)
     except Exception as e:  # noqa: BLE001  (a library bug is re-raised below)
-      message = _config_problem(argv, flag_values)  # raises ConfigError for the config's mistakes
+      _config_problem(argv, flag_values)  # a mistake in the config file or an override key: its own message
       if not isinstance(e, flags.Error):
         raise
-      raise ConfigError(message or _one_line(str(e))) from None
+      raise ConfigError(_one_line(str(e))) from None  # absl's own message: an unknown flag, a bad value
     value = flag_values[_CONFIG].value if _CONFIG in flag_values else None
     if value is not None and not isinstance(value, ml_collections.ConfigDict):
       _config_problem(argv, flag_values)  # ml_collections defers a missing file's IOError to first use
