@@ -8,6 +8,8 @@ dataset size and batch size are known, so `--config.data.batch_size=16` keeps ev
 """
 
 import difflib
+import math
+import os
 
 import ml_collections
 from ml_collections import config_dict
@@ -135,16 +137,27 @@ def _field_type(cfg, path):
   return node.get_type(parts[-1]) if isinstance(node, ml_collections.ConfigDict) else type(node[parts[-1]])
 
 
+def unknown_key(path, known):
+  """The message for a key the schema lacks, with the closest known dotted key."""
+  close = difflib.get_close_matches(path, known, n=1)
+  return f"unknown config key {path!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def _finite(value):
+  """False for NaN/inf anywhere in a number or a tuple of numbers (no key means either)."""
+  if isinstance(value, (tuple, list)):
+    return all(map(_finite, value))
+  return not isinstance(value, float) or math.isfinite(value)
+
+
 def check_schema(config, schema=None):
-  """Unknown keys (with the closest known name) and values of the wrong type fail here."""
+  """Unknown keys (with the closest known name), values of the wrong type and NaN/inf fail here."""
   schema = schema or base_config()
   known = dict(_leaves(schema))
   errors = []
   for path, value in _leaves(config):
     if path not in known:
-      close = difflib.get_close_matches(path, known, n=1)
-      hint = f" (did you mean {close[0]!r}?)" if close else ""
-      errors.append(f"unknown config key {path!r}{hint}")
+      errors.append(unknown_key(path, known))
       continue
     want = _field_type(schema, path)
     if value is None or want is type(None):
@@ -154,8 +167,12 @@ def check_schema(config, schema=None):
       ok = isinstance(value, (tuple, list))
     if not ok:
       errors.append(f"config key {path!r} must be of type {want.__name__}, got {value!r}")
-  if errors:
+    elif not _finite(value):
+      errors.append(f"config key {path!r} must be a finite number, got {value!r}")
+  if len(errors) > 1:
     raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+  if errors:
+    raise ConfigError(errors[0])
 
 
 def require(cond, key, message):
@@ -189,9 +206,8 @@ class ConfigReader:
     try:
       value = self._cfg[key]
     except (KeyError, AttributeError):
-      close = difflib.get_close_matches(key, list(self._cfg.keys()), n=1)
-      hint = f" (did you mean {close[0]!r}?)" if close else ""
-      raise ConfigError(f"config has no key {self._prefix + key!r}{hint}") from None
+      known = [self._prefix + k for k in self._cfg.keys()]
+      raise ConfigError(unknown_key(self._prefix + key, known)) from None
     return self._wrap(key, value)
 
   __getitem__ = __getattr__
@@ -238,14 +254,28 @@ class ConfigReader:
 
 
 def resolve_steps(cfg, name, steps_per_epoch, *, allow_zero=False):
-  """`{name}_steps` if set, else round(`{name}_epochs` * steps_per_epoch); both keys are read."""
-  steps, epochs = cfg[f"{name}_steps"], cfg[f"{name}_epochs"]
-  if steps is None:
-    require(epochs is not None, f"{name}_epochs", f"set {name}_epochs or {name}_steps")
-    require(epochs >= 0, f"{name}_epochs", f"must be >= 0, got {epochs}")
-    steps = int(round(epochs * steps_per_epoch))
-  require(steps >= 0, f"{name}_steps", f"must be >= 0, got {steps}")
-  return steps if allow_zero else max(1, steps)
+  """`{name}_steps` if set, else `{name}_epochs` * steps_per_epoch rounded (at least 1 for a positive count).
+
+  `name` is dotted from the root of `cfg` ("optim.warmup"), so errors name the full key; both keys
+  are read. Zero is refused unless `allow_zero` (there it turns the action off): `total_steps=0`
+  must not quietly train one step.
+  """
+  *parents, leaf = name.split(".")
+  node = cfg
+  for part in parents:
+    node = node[part]
+  steps, epochs = node[f"{leaf}_steps"], node[f"{leaf}_epochs"]
+  least = 0 if allow_zero else 1
+  if steps is not None:
+    require(steps >= least, f"{name}_steps", f"must be >= {least}, got {steps}")
+    return steps
+  require(epochs is not None, f"{name}_epochs", f"set {name}_epochs or {name}_steps")
+  require(
+    epochs >= 0 if allow_zero else epochs > 0,
+    f"{name}_epochs",
+    f"must be {'>= 0' if allow_zero else '> 0'}, got {epochs}",
+  )
+  return max(1, int(round(epochs * steps_per_epoch))) if epochs > 0 else 0
 
 
 def parse_arg(arg, **defaults):
@@ -282,11 +312,28 @@ def parse_arg(arg, **defaults):
 
 
 def load_config(path, arg=None):
-  """`get_config(arg)` of a config file, e.g. to derive one config from another."""
+  """`get_config(arg)` of a config file (`get_config()` without an arg, as `--config` calls it), e.g. to
+  derive one config from another; ConfigError if the file has no get_config."""
   import importlib.util  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
 
   spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg)
+  if not callable(getattr(module, "get_config", None)):
+    raise ConfigError(f"config file {path} defines no get_config(arg=None) returning the ConfigDict")
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def check_workdir(path):
+  """Raises ConfigError unless `path` is, or can be made, a writable run directory (before any compile)."""
+  if not path:
+    raise ConfigError("--workdir is empty: give the run directory (it is created if missing)")
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ConfigError(f"--workdir={path} is a file, not a directory: give a directory (it is created if missing)")
+  parent = os.path.abspath(path)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ConfigError(f"--workdir={path} cannot be created: {parent} is a file, not a directory")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise ConfigError(f"--workdir={path}: {parent} is not writable; choose a directory you can write to")

@@ -14,9 +14,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-from hjepa_jax import platform  # noqa: E402
+from hjepa_jax import cli, platform  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of launch/main.py (config.json, checkpoints/).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
@@ -56,11 +56,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   platform.hide_gpus_from_tensorflow()
   std_logging.getLogger("absl").setLevel(std_logging.WARNING)  # orbax logs every restore detail at INFO
-  from hjepa_jax.config import ConfigError  # noqa: E402  (after TF is kept off the GPU)
-  from hjepa_jax.data import DataError
-  from hjepa_jax.evaluation import runner
+  from hjepa_jax.evaluation import runner  # noqa: E402  (after TF is kept off the GPU)
 
-  try:
+  with cli.user_errors(runner.EvaluationError, FileNotFoundError):  # anything else is a bug: its traceback
     results = runner.evaluate_run(
       _WORKDIR.value,
       step=_STEP.value,
@@ -72,9 +70,6 @@ def main(argv):
       batch_size=_BATCH_SIZE.value,
       feature_kinds=_FEATURE_KINDS.value,
     )
-  except (runner.EvaluationError, ConfigError, DataError, FileNotFoundError) as e:
-    logging.error("%s", e)
-    sys.exit(f"error: {e}")
   with open(runner.results_path(_WORKDIR.value, results["random_init"], "md")) as f:
     print(f.read(), end="")
   print(f"saved {runner.results_path(_WORKDIR.value, results['random_init'])}")
@@ -82,4 +77,4 @@ def main(argv):
 
 if __name__ == "__main__":
   platform.tune_host()  # XLA:CPU flags and huge-page malloc (restarts once) where they help
-  app.run(main)
+  cli.run(main)
