@@ -108,7 +108,7 @@ class NonfiniteGuard:
 
   def __init__(self, max_skipped, last_good):
     self.max_skipped = max_skipped
-    self.last_good = last_good  # () -> "step N in DIR" of the newest complete checkpoint
+    self.last_good = last_good  # () -> a sentence naming the newest complete checkpoint
     self.skipped = []
     self._pending = collections.deque()
 
@@ -139,8 +139,8 @@ class NonfiniteGuard:
       f"max_skipped_steps={self.max_skipped}"
     )
     raise TrainingDiverged(
-      f"{what}; those updates were not applied and nothing after them was saved. The last good checkpoint is "
-      f"{self.last_good()}; rerunning the same command resumes there. Try a lower learning rate "
+      f"{what}; those updates were not applied and nothing after them was saved. {self.last_good()} "
+      f"Try a lower learning rate "
       f"(--config.optim.lr), longer warmup (--config.optim.warmup_epochs), tighter clipping "
       f"(--config.optim.clip_norm=1.0), or float32 compute (--config.model.dtype=float32)."
     )
@@ -271,7 +271,11 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
 
   def last_good():
     done = checkpointer.latest_step()
-    return "none (no checkpoint was saved yet)" if done is None else f"step {done} in {workdir}/checkpoints"
+    if done is None:
+      return "No checkpoint was saved yet: rerunning starts afresh."
+    return (
+      f"The last good checkpoint is step {done} in {workdir}/checkpoints; rerunning the same command resumes there."
+    )
 
   guard = NonfiniteGuard(exp.max_skipped_steps, last_good)
   last = {}
