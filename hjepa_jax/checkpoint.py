@@ -49,7 +49,14 @@ def _split_step_dir(path):
 
 
 def _metadata_tree(step_dir):
-  meta = ocp.StandardCheckpointer().metadata(os.path.join(step_dir, "default"))
+  """The saved pytree's shapes and dtypes (orbax warns that a step-level file is not in the item dir: muted)."""
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    meta = ocp.StandardCheckpointer().metadata(os.path.join(step_dir, "default"))
+  finally:
+    absl_logger.setLevel(level)
   meta = getattr(meta, "item_metadata", meta)  # newer orbax wraps the tree
   return getattr(meta, "tree", meta)
 
