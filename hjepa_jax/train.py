@@ -249,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
         eval_metrics = {}
         if evaluator is not None and (step % exp.eval.every == 0 or step == exp.total_steps):
-          eval_metrics = evaluator(state["target"])
+          eval_metrics = evaluator(state)
           writer.write_scalars(step, eval_metrics)
           logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
           last.update(eval_metrics)
