@@ -40,13 +40,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.best_metric = "eval/knn_top1_k20"  # kept in best/; "" for none, or "train/loss"
   c.best_mode = "max"  # max | min
 
-  # Fast evaluation during training (target encoder, average-pooled features, a subset).
+  # Fast evaluation during training (average-pooled features, a subset).
   c.eval = ml_collections.ConfigDict()
   c.eval.every_epochs = 5.0  # 0 disables
   c.eval.every_steps = config_dict.placeholder(int)
   c.eval.max_examples = 5000  # per split (also capped by data.eval_max_examples)
   c.eval.knn_ks = (20,)
   c.eval.batch_size = 256
+  # Encoders scored at each evaluation: "target" (EMA; eval/knn_top1_k20 ...), "online" (the context
+  # encoder; eval/online/...), "init" (the run's step-0 encoder, scored once: eval/init/..., the baseline).
+  c.eval.encoders = ("target", "online")
 
   c.model = ml_collections.ConfigDict()
   c.model.variant = "S/16"  # Ti|S|M|B|L|H / patch; "" to give all dims below
@@ -101,6 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.final_lr = 1e-6
   c.optim.warmup_epochs = 5.0
   c.optim.warmup_steps = config_dict.placeholder(int)
+  # Warmup is capped at this fraction of the run, so a short run still gets its cosine decay
+  # (e.g. 600 steps with a 1-epoch warmup: 120 warmup steps, not 600). In [0, 1).
+  c.optim.warmup_max_fraction = 0.2
   c.optim.weight_decay = 0.04
   c.optim.final_weight_decay = 0.4
   c.optim.b1 = 0.9
@@ -109,7 +115,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.clip_norm = 3.0  # 0 disables clipping
   c.optim.grad_accum_steps = 1  # effective batch = data.batch_size * this
 
-  c.ema = ml_collections.ConfigDict(dict(start=0.996, end=1.0))
+  # Target-encoder momentum: start -> end along `schedule` (linear: I-JEPA; cosine: BYOL) over the first
+  # ramp_fraction of the run, then end. start == end is a constant momentum. Short runs want a lower
+  # end or a shorter ramp: with 0.996 -> 1.0 over 600 steps the target still holds ~30% of its init.
+  c.ema = ml_collections.ConfigDict(dict(start=0.996, end=1.0, schedule="linear", ramp_fraction=1.0))
 
   c.data = default_data_config()
   return c

@@ -7,6 +7,7 @@ and every bound is checked here, once, with an error naming the config key.
 """
 
 import dataclasses
+import logging
 
 import jax
 
@@ -20,10 +21,11 @@ from hjepa_jax.model import BlockOptions, ModelSpec, build_model
 from hjepa_jax.model.fpn import FUSIONS
 from hjepa_jax.model.predictor import LAYOUTS
 from hjepa_jax.model.vit import ATTENTION_IMPLS, DTYPES, REMAT_POLICIES, VARIANTS, parse_variant
-from hjepa_jax.optim import OptimSpec
+from hjepa_jax.optim import EMA_SCHEDULES, OptimSpec
 from hjepa_jax.train_step import StepSpec, ViewLosses
 
 MAX_HIERARCHIES = 4
+EVAL_ENCODERS = ("target", "online", "init")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +34,8 @@ class EvalSchedule:
   max_examples: int
   knn_ks: tuple
   batch_size: int
+  encoders: tuple  # of EVAL_ENCODERS
+  seed: int  # the run's seed: the "init" encoder is the step-0 encoder train.py initialises
   best_metric: str
   best_mode: str
 
@@ -250,6 +254,8 @@ def optim_spec(cfg, total_steps, warmup_steps) -> OptimSpec:
   require(o.eps > 0, "optim.eps", f"must be > 0, got {o.eps}")
   require(0 <= ema.start <= 1, "ema.start", f"EMA momentum must be in [0, 1], got {ema.start}")
   require(ema.start <= ema.end <= 1, "ema.end", f"must be in [ema.start ({ema.start}), 1], got {ema.end}")
+  require(ema.schedule in EMA_SCHEDULES, "ema.schedule", f"{ema.schedule!r} is not one of {EMA_SCHEDULES}")
+  require(0 < ema.ramp_fraction <= 1, "ema.ramp_fraction", f"must be in (0, 1], got {ema.ramp_fraction}")
   return OptimSpec(
     total_steps=total_steps,
     warmup_steps=warmup_steps,
@@ -264,7 +270,22 @@ def optim_spec(cfg, total_steps, warmup_steps) -> OptimSpec:
     clip_norm=o.clip_norm,
     ema_start=ema.start,
     ema_end=ema.end,
+    ema_schedule=ema.schedule,
+    ema_ramp_steps=max(1, int(round(ema.ramp_fraction * total_steps))),
   )
+
+
+def warmup_steps(cfg, steps_per_epoch, total_steps) -> int:
+  """`optim.warmup_*` in steps, capped at `optim.warmup_max_fraction` of the run: the cosine decay always happens."""
+  frac = cfg.optim.warmup_max_fraction
+  require(0 <= frac < 1, "optim.warmup_max_fraction", f"must be in [0, 1), got {frac}")
+  asked = config_lib.resolve_steps(cfg, "optim.warmup", steps_per_epoch, allow_zero=True)
+  cap = int(frac * total_steps)
+  if asked > cap:
+    logging.info(
+      "warmup capped at %d of %d steps (optim.warmup_max_fraction=%g; asked %d)", cap, total_steps, frac, asked
+    )
+  return min(asked, cap)
 
 
 def grad_accum_steps(cfg) -> int:
@@ -315,6 +336,12 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
 # ---------------------------------------------------------------------------------------------
 
 
+def eval_prefix(encoder):
+  """Metric-name prefix of an evaluated encoder: "eval/" for the target (the names best_metric has always
+  used), "eval/online/", "eval/init/"."""
+  return "eval/" if encoder == "target" else f"eval/{encoder}/"
+
+
 def eval_schedule(cfg, steps_per_epoch) -> EvalSchedule:
   e = cfg.eval
   require(cfg.best_mode in ("max", "min"), "best_mode", f"must be 'max' or 'min', got {cfg.best_mode!r}")
@@ -323,9 +350,17 @@ def eval_schedule(cfg, steps_per_epoch) -> EvalSchedule:
   require(knn_ks and min(knn_ks) >= 1, "eval.knn_ks", f"must be positive integers, got {knn_ks}")
   require(e.max_examples >= 1, "eval.max_examples", f"must be >= 1, got {e.max_examples}")
   require(e.batch_size >= 1, "eval.batch_size", f"must be >= 1, got {e.batch_size}")
+  encoders = tuple(e.encoders)
+  require(
+    encoders and set(encoders) <= set(EVAL_ENCODERS) and len(set(encoders)) == len(encoders),
+    "eval.encoders",
+    f"must be distinct names from {EVAL_ENCODERS}, got {encoders}",
+  )
   best = cfg.best_metric
   if best:
-    known = {f"eval/knn_top1_k{k}" for k in knn_ks} | {"eval/feature_std", "eval/effective_rank", "train/loss"}
+    known = {"train/loss"}
+    for prefix in [eval_prefix(enc) for enc in encoders if enc != "init"]:
+      known |= {f"{prefix}knn_top1_k{k}" for k in knn_ks} | {f"{prefix}feature_std", f"{prefix}effective_rank"}
     require(best in known, "best_metric", f"{best!r} is not computed; choose one of {sorted(known)}")
     require(
       every > 0 or best == "train/loss",
@@ -354,6 +389,8 @@ def eval_schedule(cfg, steps_per_epoch) -> EvalSchedule:
     max_examples=max_examples,
     knn_ks=knn_ks,
     batch_size=e.batch_size,
+    encoders=encoders,
+    seed=cfg.seed,
     best_metric=best,
     best_mode=cfg.best_mode,
   )
@@ -378,7 +415,7 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
   )
   require(0 <= cfg.seed < 2**32, "seed", f"must be in [0, 2**32) (a 32-bit PRNG seed), got {cfg.seed}")
   total = config_lib.resolve_steps(cfg, "total", steps_per_epoch)
-  warmup = min(config_lib.resolve_steps(cfg, "optim.warmup", steps_per_epoch, allow_zero=True), total)
+  warmup = warmup_steps(cfg, steps_per_epoch, total)
   require(cfg.log_every_steps >= 1, "log_every_steps", f"must be >= 1, got {cfg.log_every_steps}")
   require(
     cfg.keep_checkpoints >= 1,

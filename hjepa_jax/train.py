@@ -313,7 +313,7 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
 
       eval_metrics = {}
       if eval_now:
-        eval_metrics = evaluator(state["target"])
+        eval_metrics = evaluator(state)
         writer.write_scalars(step, eval_metrics)
         logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
         last.update(eval_metrics)

@@ -1,11 +1,12 @@
 """Evaluate a pretraining run on frozen features: k-NN, linear probe, few-shot, collapse diagnostics.
 
     python launch/evaluate.py --workdir=results/conservative [--step=N | --best] \
-        [--eval_types=all|knn,linear_probe,fewshot,features] [--dataset=cifar10] [--random_init] \
+        [--eval_types=all|knn,linear_probe,fewshot,features] [--dataset=cifar10] [--random_init | --encoder=online] \
         [--max_examples=N] [--feature_kinds=avgpool,last4,level1] [--batch_size=256]
 
-Writes WORKDIR/evaluation/results.json and results.md (results_random_init.* with --random_init)
-and prints the table.
+Writes WORKDIR/evaluation/results.json and results.md (results_online.* with --encoder=online,
+results_random_init.* with --random_init) and prints the table; results.md shows the target encoder
+beside the online one and the random init once those are written.
 """
 
 import logging as std_logging
@@ -33,6 +34,12 @@ _RANDOM_INIT = flags.DEFINE_bool(
   False,
   "Evaluate the run's step-0 encoder (same architecture and "
   "seed) instead of a checkpoint: the baseline to compare against.",
+)
+_ENCODER = flags.DEFINE_enum(
+  "encoder",
+  "target",
+  ["target", "online"],
+  "Encoder of the checkpoint to evaluate: target (the EMA encoder, I-JEPA's choice) or online (the context encoder).",
 )
 _MAX_EXAMPLES = flags.DEFINE_integer(
   "max_examples",
@@ -66,13 +73,15 @@ def main(argv):
       eval_types=_EVAL_TYPES.value,
       dataset=_DATASET.value,
       random_init=_RANDOM_INIT.value,
+      encoder=_ENCODER.value,
       max_examples=_MAX_EXAMPLES.value,
       batch_size=_BATCH_SIZE.value,
       feature_kinds=_FEATURE_KINDS.value,
     )
-  with open(runner.results_path(_WORKDIR.value, results["random_init"], "md")) as f:
+  where = dict(random_init=results["random_init"], encoder=_ENCODER.value)
+  with open(runner.results_path(_WORKDIR.value, ext="md", **where)) as f:
     print(f.read(), end="")
-  print(f"saved {runner.results_path(_WORKDIR.value, results['random_init'])}")
+  print(f"saved {runner.results_path(_WORKDIR.value, **where)}")
 
 
 if __name__ == "__main__":
