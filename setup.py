@@ -76,7 +76,7 @@ setup(
       "*/*.md",
     ],
   },
-  entry_points={"console_scripts": ["hjepa-train=hjepa_jax.cli:run"]},
+  entry_points={"console_scripts": ["hjepa-train=hjepa_jax.launcher:run"]},
   install_requires=INSTALL_REQUIRES,
   extras_require=EXTRAS_REQUIRE,
   zip_safe=False,

@@ -1,18 +1,40 @@
 """Orbax checkpoints: the newest k in `checkpoints/`, the best by an eval metric in `best/`.
 
-Orbax writes each step to a temporary directory and renames it when complete, so a kill or a
-full disk during a save never damages the previous checkpoints.
+Nothing a failure does may cost the last good checkpoint:
+- Orbax writes each step to a temporary directory and renames it when complete, so a kill or a full
+  disk during a save leaves the previous checkpoints as they were.
+- Saves are synchronous: a failed save (full disk, lost mount) stops the run at that save, with the
+  last complete step named, instead of surfacing from a background thread one interval later.
+- Restore walks back from the newest checkpoint: one that does not restore (truncated file, missing
+  metadata, empty directory, or a directory name that disagrees with the step inside) is moved to
+  `checkpoints.damaged/` with a warning and the next older one is tried. A checkpoint of a different
+  model or optimizer is not damage: that fails at once, naming what differs, and moves nothing.
 """
 
+import errno
 import logging
 import os
+import shutil
+import time
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from hjepa_jax.errors import RunError
+
+DAMAGED = "checkpoints.damaged"
+
+
+class CheckpointError(RunError):
+  """No checkpoint restores, a checkpoint belongs to another config, or a save failed."""
 
 
 def _manager(directory, **options):
-  return ocp.CheckpointManager(os.path.abspath(directory), options=ocp.CheckpointManagerOptions(create=True, **options))
+  return ocp.CheckpointManager(
+    os.path.abspath(directory),
+    options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False, **options),
+  )
 
 
 def _split_step_dir(path):
@@ -26,6 +48,66 @@ def _split_step_dir(path):
   return path, None
 
 
+def _metadata_tree(step_dir):
+  """The saved pytree's shapes and dtypes (orbax warns that a step-level file is not in the item dir: muted)."""
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    meta = ocp.StandardCheckpointer().metadata(os.path.join(step_dir, "default"))
+  finally:
+    absl_logger.setLevel(level)
+  meta = getattr(meta, "item_metadata", meta)  # newer orbax wraps the tree
+  return getattr(meta, "tree", meta)
+
+
+def _shapes(tree):
+  return sorted(tuple(x.shape) for x in jax.tree_util.tree_leaves(tree))
+
+
+def _os_error(e):
+  """The OSError behind `e` (orbax wraps I/O failures in ValueError and others), or None."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    if isinstance(e, OSError):
+      return e
+    seen.add(id(e))
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def _restore_checked(manager, step, abstract_state):
+  """The state saved at `step`; ValueError when it is not the config's state (not damage), else any error."""
+  step_dir = os.path.join(str(manager.directory), str(step))
+  try:
+    meta = _metadata_tree(step_dir)
+  except Exception as e:  # noqa: BLE001  unreadable metadata is damage; the caller names it
+    raise _Damaged(f"unreadable metadata ({type(e).__name__}: {str(e)[:200]})") from e
+  saved, wanted = _shapes(meta), _shapes(abstract_state)
+  if not saved:
+    raise _Damaged("no array metadata (missing _METADATA or an empty directory)")
+  if saved != wanted:
+    raise CheckpointError(
+      f"{step_dir} holds a different model or optimizer than this config ({len(saved)} arrays saved, "
+      f"{len(wanted)} expected; first differing shapes: "
+      f"{next(((a, b) for a, b in zip(saved, wanted) if a != b), (saved[-1:], wanted[-1:]))}). "
+      "Run with the config that made it, or give this config another --workdir "
+      "(--config.resume=DIR starts from another run's checkpoint of the same model)."
+    )
+  try:
+    state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+  except Exception as e:  # noqa: BLE001
+    raise _Damaged(f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from e
+  inside = int(np.asarray(jax.device_get(state["step"])))
+  if inside != step:
+    raise _Damaged(f"directory {step} holds the state of step {inside}")
+  return state
+
+
+class _Damaged(Exception):
+  """A checkpoint that does not restore; the message says how."""
+
+
 class Checkpointer:
   """Save/restore the train state pytree; `abstract_state` carries shapes, dtypes and shardings.
 
@@ -35,6 +117,7 @@ class Checkpointer:
   """
 
   def __init__(self, workdir, keep, best_metric=None, best_mode=None):
+    self.workdir = os.path.abspath(workdir)
     self.latest = _manager(os.path.join(workdir, "checkpoints"), max_to_keep=keep)
     self.best_metric = best_metric
     self.best = None
@@ -46,52 +129,109 @@ class Checkpointer:
   def latest_step(self):
     return self.latest.latest_step()
 
+  # -- restore -----------------------------------------------------------------------------------
+
   def restore(self, abstract_state, resume=None):
-    """(state, source) from this run's newest checkpoint, else from `resume`, else (None, None)."""
-    step = self.latest.latest_step()
-    if step is not None:
-      return self.latest.restore(step, args=ocp.args.StandardRestore(abstract_state)), f"{self.latest.directory}/{step}"
+    """(state, source) from this run's newest checkpoint that restores, else from `resume`, else (None, None)."""
+    steps = sorted(self.latest.all_steps(), reverse=True)
+    failures = []
+    for step in steps:
+      try:
+        state = _restore_checked(self.latest, step, abstract_state)
+      except _Damaged as e:
+        failures.append((step, str(e)))
+        continue
+      for bad, why in failures:  # only once a good one is found: with none, the workdir stays as it was
+        self._move_aside(bad, why)
+      if failures:
+        self.latest.reload()
+      return state, f"{self.latest.directory}/{step}"
+    if failures:
+      listing = "; ".join(f"{s}: {why}" for s, why in failures)
+      raise CheckpointError(
+        f"no checkpoint in {self.latest.directory} restores ({listing}). Nothing was moved or deleted. "
+        "To start afresh keep them aside (mv them out of checkpoints/) or use another --workdir."
+      )
     if not resume:
       return None, None
     root, step = _split_step_dir(resume)
     if not os.path.isdir(root):
-      raise FileNotFoundError(f"--config.resume={resume!r}: no such checkpoint directory")
+      raise CheckpointError(f"--config.resume={resume!r}: no such checkpoint directory")
     other = _manager(root)
-    step = other.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"--config.resume={resume!r}: no checkpoint found in {root}")
-    return other.restore(step, args=ocp.args.StandardRestore(abstract_state)), f"{root}/{step}"
+    try:
+      step = other.latest_step() if step is None else step
+      if step is None:
+        raise CheckpointError(f"--config.resume={resume!r}: no checkpoint found in {root}")
+      try:
+        return _restore_checked(other, step, abstract_state), f"{root}/{step}"
+      except _Damaged as e:
+        raise CheckpointError(f"--config.resume={resume!r}: checkpoint {root}/{step} does not restore: {e}") from None
+    finally:
+      other.close()
+
+  def _move_aside(self, step, why):
+    dest_root = os.path.join(self.workdir, DAMAGED)
+    os.makedirs(dest_root, exist_ok=True)
+    dest = os.path.join(dest_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    shutil.move(os.path.join(str(self.latest.directory), str(step)), dest)
+    logging.warning("checkpoint %d does not restore (%s): moved to %s; trying the previous one", step, why, dest)
+
+  # -- save --------------------------------------------------------------------------------------
 
   def save(self, step, state):
-    """Save (async where orbax can); a failure is raised with what to do, older steps stay intact."""
-    try:
-      self.latest.save(step, args=ocp.args.StandardSave(state), force=True)
-    except OSError as e:
-      raise OSError(
-        f"saving checkpoint {step} failed ({e}). Previous checkpoints in {self.latest.directory} "
-        "are intact; free disk space and restart the same command to resume."
-      ) from e
+    """Saves `state` as `step` (the state's own step); a failed write raises CheckpointError at once."""
+    if step in self.latest.all_steps():  # e.g. stopped right after a resume: the same state is on disk
+      return
+    t0 = time.time()
+    self._write(self.latest, step, lambda: self.latest.save(step, args=ocp.args.StandardSave(state), force=True))
+    logging.info("saved checkpoint %d to %s/%d (%.1f s)", step, self.latest.directory, step, time.time() - t0)
 
   def save_best(self, step, state, metrics):
     """Keep `state` in best/ if metrics[best_metric] beats the kept one."""
     if self.best is None or self.best_metric not in metrics:
       return False
-    self.best.save(
-      step, args=ocp.args.StandardSave(state), metrics={self.best_metric: float(metrics[self.best_metric])}, force=True
+    value = float(metrics[self.best_metric])
+    self._write(
+      self.best,
+      step,
+      lambda: self.best.save(step, args=ocp.args.StandardSave(state), metrics={self.best_metric: value}, force=True),
     )
-    return self.best.best_step() == step
+    kept = self.best.best_step() == step
+    if kept:
+      logging.info("best %s so far (%.4f): kept step %d in %s", self.best_metric, value, step, self.best.directory)
+    return kept
 
-  def wait(self):
+  def _write(self, manager, step, save):
+    try:
+      save()
+    except Exception as e:  # noqa: BLE001  orbax wraps I/O errors; only those are the user's to fix
+      cause = _os_error(e)
+      if cause is None:
+        raise
+      _remove_partial(str(manager.directory), step)
+      last = self.latest.latest_step()
+      kept = f"the last complete checkpoint is step {last}" if last is not None else "no checkpoint was completed yet"
+      if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"no space left in {manager.directory}"
+      else:
+        what = f"writing {manager.directory}/{step} failed ({cause})"
+      raise CheckpointError(
+        f"{what} while saving checkpoint {step}; {kept} and is intact. Free space (or fix the mount) and "
+        "rerun the same command to resume."
+      ) from e
+
+  def close(self):
     for m in (self.latest, self.best):
       if m is not None:
         m.wait_until_finished()
-
-  def close(self):
-    self.wait()
-    for m in (self.latest, self.best):
-      if m is not None:
         m.close()
-    logging.info("checkpoints flushed")
+
+
+def _remove_partial(directory, step):
+  """Deletes the temporary directory a failed save left (never a complete step)."""
+  for name in os.listdir(directory) if os.path.isdir(directory) else ():
+    if name.startswith(f"{step}.") and "tmp" in name:
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 def restore_for_eval(workdir, step=None, best=False):
@@ -119,9 +259,7 @@ def restore_for_eval(workdir, step=None, best=False):
     manager.close()
     raise FileNotFoundError(f"no checkpoint for step {step} in {root}; available steps: {steps}")
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  meta = ocp.StandardCheckpointer().metadata(os.path.join(root, str(step), "default"))
-  meta = getattr(meta, "item_metadata", meta)  # newer orbax wraps the tree
-  meta = getattr(meta, "tree", meta)
+  meta = _metadata_tree(os.path.join(root, str(step)))
   target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
   try:
     return step, manager.restore(step, args=ocp.args.StandardRestore(target))

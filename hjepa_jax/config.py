@@ -8,6 +8,8 @@ dataset size and batch size are known, so `--config.data.batch_size=16` keeps ev
 """
 
 import difflib
+import math
+import os
 
 import ml_collections
 from ml_collections import config_dict
@@ -32,17 +34,22 @@ def base_config() -> ml_collections.ConfigDict:
   c.ckpt_every_steps = config_dict.placeholder(int)
   c.keep_checkpoints = 3  # newest k kept; the best is kept apart in best/
   c.resume = config_dict.placeholder(str)  # start from another run's checkpoint dir or step dir
-  c.stop_on_nonfinite = True  # False: skip bad steps (state untouched) and go on
+  # A NaN/Inf loss or gradient skips its update (state untouched, the step still counts); a run that skips
+  # more than this many updates stops, naming the last good checkpoint. 0: the first one stops the run.
+  c.max_skipped_steps = 0
   c.best_metric = "eval/knn_top1_k20"  # kept in best/; "" for none, or "train/loss"
   c.best_mode = "max"  # max | min
 
-  # Fast evaluation during training (target encoder, average-pooled features, a subset).
+  # Fast evaluation during training (average-pooled features, a subset).
   c.eval = ml_collections.ConfigDict()
   c.eval.every_epochs = 5.0  # 0 disables
   c.eval.every_steps = config_dict.placeholder(int)
   c.eval.max_examples = 5000  # per split (also capped by data.eval_max_examples)
   c.eval.knn_ks = (20,)
   c.eval.batch_size = 256
+  # Encoders scored at each evaluation: "target" (EMA; eval/knn_top1_k20 ...), "online" (the context
+  # encoder; eval/online/...), "init" (the run's step-0 encoder, scored once: eval/init/..., the baseline).
+  c.eval.encoders = ("target", "online")
 
   c.model = ml_collections.ConfigDict()
   c.model.variant = "S/16"  # Ti|S|M|B|L|H / patch; "" to give all dims below
@@ -97,6 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.final_lr = 1e-6
   c.optim.warmup_epochs = 5.0
   c.optim.warmup_steps = config_dict.placeholder(int)
+  # Warmup is capped at this fraction of the run, so a short run still gets its cosine decay
+  # (e.g. 600 steps with a 1-epoch warmup: 120 warmup steps, not 600). In [0, 1).
+  c.optim.warmup_max_fraction = 0.2
   c.optim.weight_decay = 0.04
   c.optim.final_weight_decay = 0.4
   c.optim.b1 = 0.9
@@ -105,7 +115,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.clip_norm = 3.0  # 0 disables clipping
   c.optim.grad_accum_steps = 1  # effective batch = data.batch_size * this
 
-  c.ema = ml_collections.ConfigDict(dict(start=0.996, end=1.0))
+  # Target-encoder momentum: start -> end along `schedule` (linear: I-JEPA; cosine: BYOL) over the first
+  # ramp_fraction of the run, then end. start == end is a constant momentum. Short runs want a lower
+  # end or a shorter ramp: with 0.996 -> 1.0 over 600 steps the target still holds ~30% of its init.
+  c.ema = ml_collections.ConfigDict(dict(start=0.996, end=1.0, schedule="linear", ramp_fraction=1.0))
 
   c.data = default_data_config()
   return c
@@ -133,16 +146,27 @@ def _field_type(cfg, path):
   return node.get_type(parts[-1]) if isinstance(node, ml_collections.ConfigDict) else type(node[parts[-1]])
 
 
+def unknown_key(path, known):
+  """The message for a key the schema lacks, with the closest known dotted key."""
+  close = difflib.get_close_matches(path, known, n=1)
+  return f"unknown config key {path!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def _finite(value):
+  """False for NaN/inf anywhere in a number or a tuple of numbers (no key means either)."""
+  if isinstance(value, (tuple, list)):
+    return all(map(_finite, value))
+  return not isinstance(value, float) or math.isfinite(value)
+
+
 def check_schema(config, schema=None):
-  """Unknown keys (with the closest known name) and values of the wrong type fail here."""
+  """Unknown keys (with the closest known name), values of the wrong type and NaN/inf fail here."""
   schema = schema or base_config()
   known = dict(_leaves(schema))
   errors = []
   for path, value in _leaves(config):
     if path not in known:
-      close = difflib.get_close_matches(path, known, n=1)
-      hint = f" (did you mean {close[0]!r}?)" if close else ""
-      errors.append(f"unknown config key {path!r}{hint}")
+      errors.append(unknown_key(path, known))
       continue
     want = _field_type(schema, path)
     if value is None or want is type(None):
@@ -152,8 +176,12 @@ def check_schema(config, schema=None):
       ok = isinstance(value, (tuple, list))
     if not ok:
       errors.append(f"config key {path!r} must be of type {want.__name__}, got {value!r}")
-  if errors:
+    elif not _finite(value):
+      errors.append(f"config key {path!r} must be a finite number, got {value!r}")
+  if len(errors) > 1:
     raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+  if errors:
+    raise ConfigError(errors[0])
 
 
 def require(cond, key, message):
@@ -187,9 +215,8 @@ class ConfigReader:
     try:
       value = self._cfg[key]
     except (KeyError, AttributeError):
-      close = difflib.get_close_matches(key, list(self._cfg.keys()), n=1)
-      hint = f" (did you mean {close[0]!r}?)" if close else ""
-      raise ConfigError(f"config has no key {self._prefix + key!r}{hint}") from None
+      known = [self._prefix + k for k in self._cfg.keys()]
+      raise ConfigError(unknown_key(self._prefix + key, known)) from None
     return self._wrap(key, value)
 
   __getitem__ = __getattr__
@@ -236,14 +263,28 @@ class ConfigReader:
 
 
 def resolve_steps(cfg, name, steps_per_epoch, *, allow_zero=False):
-  """`{name}_steps` if set, else round(`{name}_epochs` * steps_per_epoch); both keys are read."""
-  steps, epochs = cfg[f"{name}_steps"], cfg[f"{name}_epochs"]
-  if steps is None:
-    require(epochs is not None, f"{name}_epochs", f"set {name}_epochs or {name}_steps")
-    require(epochs >= 0, f"{name}_epochs", f"must be >= 0, got {epochs}")
-    steps = int(round(epochs * steps_per_epoch))
-  require(steps >= 0, f"{name}_steps", f"must be >= 0, got {steps}")
-  return steps if allow_zero else max(1, steps)
+  """`{name}_steps` if set, else `{name}_epochs` * steps_per_epoch rounded (at least 1 for a positive count).
+
+  `name` is dotted from the root of `cfg` ("optim.warmup"), so errors name the full key; both keys
+  are read. Zero is refused unless `allow_zero` (there it turns the action off): `total_steps=0`
+  must not quietly train one step.
+  """
+  *parents, leaf = name.split(".")
+  node = cfg
+  for part in parents:
+    node = node[part]
+  steps, epochs = node[f"{leaf}_steps"], node[f"{leaf}_epochs"]
+  least = 0 if allow_zero else 1
+  if steps is not None:
+    require(steps >= least, f"{name}_steps", f"must be >= {least}, got {steps}")
+    return steps
+  require(epochs is not None, f"{name}_epochs", f"set {name}_epochs or {name}_steps")
+  require(
+    epochs >= 0 if allow_zero else epochs > 0,
+    f"{name}_epochs",
+    f"must be {'>= 0' if allow_zero else '> 0'}, got {epochs}",
+  )
+  return max(1, int(round(epochs * steps_per_epoch))) if epochs > 0 else 0
 
 
 def parse_arg(arg, **defaults):
@@ -280,11 +321,28 @@ def parse_arg(arg, **defaults):
 
 
 def load_config(path, arg=None):
-  """`get_config(arg)` of a config file, e.g. to derive one config from another."""
+  """`get_config(arg)` of a config file (`get_config()` without an arg, as `--config` calls it), e.g. to
+  derive one config from another; ConfigError if the file has no get_config."""
   import importlib.util  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
 
   spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg)
+  if not callable(getattr(module, "get_config", None)):
+    raise ConfigError(f"config file {path} defines no get_config(arg=None) returning the ConfigDict")
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def check_workdir(path):
+  """Raises ConfigError unless `path` is, or can be made, a writable run directory (before any compile)."""
+  if not path:
+    raise ConfigError("--workdir is empty: give the run directory (it is created if missing)")
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ConfigError(f"--workdir={path} is a file, not a directory: give a directory (it is created if missing)")
+  parent = os.path.abspath(path)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ConfigError(f"--workdir={path} cannot be created: {parent} is a file, not a directory")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise ConfigError(f"--workdir={path}: {parent} is not writable; choose a directory you can write to")

@@ -7,6 +7,7 @@ and every bound is checked here, once, with an error naming the config key.
 """
 
 import dataclasses
+import logging
 
 import jax
 
@@ -20,10 +21,11 @@ from hjepa_jax.model import BlockOptions, ModelSpec, build_model
 from hjepa_jax.model.fpn import FUSIONS
 from hjepa_jax.model.predictor import LAYOUTS
 from hjepa_jax.model.vit import ATTENTION_IMPLS, DTYPES, REMAT_POLICIES, VARIANTS, parse_variant
-from hjepa_jax.optim import OptimSpec
+from hjepa_jax.optim import EMA_SCHEDULES, OptimSpec
 from hjepa_jax.train_step import StepSpec, ViewLosses
 
 MAX_HIERARCHIES = 4
+EVAL_ENCODERS = ("target", "online", "init")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +34,8 @@ class EvalSchedule:
   max_examples: int
   knn_ks: tuple
   batch_size: int
+  encoders: tuple  # of EVAL_ENCODERS
+  seed: int  # the run's seed: the "init" encoder is the step-0 encoder train.py initialises
   best_metric: str
   best_mode: str
 
@@ -49,7 +53,7 @@ class Experiment:
   ckpt_every: int
   keep_checkpoints: int
   resume: str
-  stop_on_nonfinite: bool
+  max_skipped_steps: int
   eval: EvalSchedule
 
 
@@ -245,12 +249,13 @@ def optim_spec(cfg, total_steps, warmup_steps) -> OptimSpec:
     require(o[key] >= 0, f"optim.{key}", f"must be >= 0, got {o[key]}")
   for key in ("b1", "b2"):
     require(0 <= o[key] < 1, f"optim.{key}", f"must be in [0, 1), got {o[key]}")
+  for key in ("start_lr", "final_lr"):  # warmup rises from start_lr to lr, the cosine falls from lr to final_lr
+    require(o[key] <= o.lr, f"optim.{key}", f"must be <= optim.lr ({o.lr}), got {o[key]}")
   require(o.eps > 0, "optim.eps", f"must be > 0, got {o.eps}")
-  require(
-    0 <= ema.start <= ema.end <= 1,
-    "ema.start",
-    f"EMA momentum needs 0 <= ema.start <= ema.end <= 1, got {ema.start}, {ema.end}",
-  )
+  require(0 <= ema.start <= 1, "ema.start", f"EMA momentum must be in [0, 1], got {ema.start}")
+  require(ema.start <= ema.end <= 1, "ema.end", f"must be in [ema.start ({ema.start}), 1], got {ema.end}")
+  require(ema.schedule in EMA_SCHEDULES, "ema.schedule", f"{ema.schedule!r} is not one of {EMA_SCHEDULES}")
+  require(0 < ema.ramp_fraction <= 1, "ema.ramp_fraction", f"must be in (0, 1], got {ema.ramp_fraction}")
   return OptimSpec(
     total_steps=total_steps,
     warmup_steps=warmup_steps,
@@ -265,7 +270,22 @@ def optim_spec(cfg, total_steps, warmup_steps) -> OptimSpec:
     clip_norm=o.clip_norm,
     ema_start=ema.start,
     ema_end=ema.end,
+    ema_schedule=ema.schedule,
+    ema_ramp_steps=max(1, int(round(ema.ramp_fraction * total_steps))),
   )
+
+
+def warmup_steps(cfg, steps_per_epoch, total_steps) -> int:
+  """`optim.warmup_*` in steps, capped at `optim.warmup_max_fraction` of the run: the cosine decay always happens."""
+  frac = cfg.optim.warmup_max_fraction
+  require(0 <= frac < 1, "optim.warmup_max_fraction", f"must be in [0, 1), got {frac}")
+  asked = config_lib.resolve_steps(cfg, "optim.warmup", steps_per_epoch, allow_zero=True)
+  cap = int(frac * total_steps)
+  if asked > cap:
+    logging.info(
+      "warmup capped at %d of %d steps (optim.warmup_max_fraction=%g; asked %d)", cap, total_steps, frac, asked
+    )
+  return min(asked, cap)
 
 
 def grad_accum_steps(cfg) -> int:
@@ -278,6 +298,11 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
   """The static description of one update: model, masks, schedules, losses, accumulation."""
   net = model(cfg)
   weights = tuple(float(w) for w in cfg.loss.hierarchy_weights)
+  require(
+    min(weights, default=0) >= 0 and sum(weights) > 0,
+    "loss.hierarchy_weights",
+    f"must be >= 0 with at least one > 0, got {weights}",
+  )
   levels = cfg.loss.num_hierarchies
   require(1 <= levels <= MAX_HIERARCHIES, "loss.num_hierarchies", f"must be in [1, {MAX_HIERARCHIES}], got {levels}")
   require(
@@ -294,14 +319,15 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
   )
   require(cfg.loss.type in losses.LOSS_TYPES, "loss.type", f"{cfg.loss.type!r} is not one of {losses.LOSS_TYPES}")
   accum = grad_accum_steps(cfg)
+  optim, views = optim_spec(cfg, total_steps, warmup_steps), view_losses(cfg)
   return StepSpec(
     model=net,
-    masks=mask_spec(cfg.mask, net.grid, cfg.data.batch_size * accum),
-    optim=optim_spec(cfg, total_steps, warmup_steps),
+    masks=mask_spec(cfg.mask, net.grid, cfg.data.batch_size * accum),  # last: estimating capacities compiles
+    optim=optim,
     hierarchy_weights=weights,
     loss_type=cfg.loss.type,
     grad_accum_steps=accum,
-    views=view_losses(cfg),
+    views=views,
   )
 
 
@@ -310,20 +336,36 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
 # ---------------------------------------------------------------------------------------------
 
 
+def eval_prefix(encoder):
+  """Metric-name prefix of an evaluated encoder: "eval/" for the target (the names best_metric has always
+  used), "eval/online/", "eval/init/"."""
+  return "eval/" if encoder == "target" else f"eval/{encoder}/"
+
+
 def eval_schedule(cfg, steps_per_epoch) -> EvalSchedule:
   e = cfg.eval
   require(cfg.best_mode in ("max", "min"), "best_mode", f"must be 'max' or 'min', got {cfg.best_mode!r}")
-  every = config_lib.resolve_steps(e, "every", steps_per_epoch, allow_zero=True)
+  every = config_lib.resolve_steps(cfg, "eval.every", steps_per_epoch, allow_zero=True)
   knn_ks = tuple(int(k) for k in e.knn_ks)
   require(knn_ks and min(knn_ks) >= 1, "eval.knn_ks", f"must be positive integers, got {knn_ks}")
   require(e.max_examples >= 1, "eval.max_examples", f"must be >= 1, got {e.max_examples}")
   require(e.batch_size >= 1, "eval.batch_size", f"must be >= 1, got {e.batch_size}")
+  encoders = tuple(e.encoders)
+  require(
+    encoders and set(encoders) <= set(EVAL_ENCODERS) and len(set(encoders)) == len(encoders),
+    "eval.encoders",
+    f"must be distinct names from {EVAL_ENCODERS}, got {encoders}",
+  )
   best = cfg.best_metric
   if best:
-    known = {f"eval/knn_top1_k{k}" for k in knn_ks} | {"eval/feature_std", "eval/effective_rank", "train/loss"}
+    known = {"train/loss"}
+    for prefix in [eval_prefix(enc) for enc in encoders if enc != "init"]:
+      known |= {f"{prefix}knn_top1_k{k}" for k in knn_ks} | {f"{prefix}feature_std", f"{prefix}effective_rank"}
     require(best in known, "best_metric", f"{best!r} is not computed; choose one of {sorted(known)}")
     require(
-      every > 0 or best == "train/loss", "eval.every_epochs", f"best_metric={best!r} needs evaluations during training"
+      every > 0 or best == "train/loss",
+      "eval.every_steps" if e.every_steps is not None else "eval.every_epochs",
+      f"is 0, but best_metric={best!r} needs evaluations during training; set best_metric='train/loss' or ''",
     )
     lower_is_better = best.rsplit("/", 1)[-1].endswith("loss")
     want = "min" if lower_is_better else "max"
@@ -335,11 +377,20 @@ def eval_schedule(cfg, steps_per_epoch) -> EvalSchedule:
       f"best); use --config.best_mode={want}",
     )
   cap = cfg.data.eval_max_examples
+  max_examples = min(e.max_examples, cap) if cap else e.max_examples
+  require(
+    max(knn_ks) <= max_examples,
+    "eval.knn_ks",
+    f"k-NN with k={max(knn_ks)} needs at least that many examples, but eval.max_examples / "
+    f"data.eval_max_examples allow {max_examples}",
+  )
   return EvalSchedule(
     every=every,
-    max_examples=min(e.max_examples, cap) if cap else e.max_examples,
+    max_examples=max_examples,
     knn_ks=knn_ks,
     batch_size=e.batch_size,
+    encoders=encoders,
+    seed=cfg.seed,
     best_metric=best,
     best_mode=cfg.best_mode,
   )
@@ -362,12 +413,22 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
     "data.batch_size",
     f"batch {micro} x {accum} accumulation exceeds the {num_examples} examples of one epoch",
   )
+  require(0 <= cfg.seed < 2**32, "seed", f"must be in [0, 2**32) (a 32-bit PRNG seed), got {cfg.seed}")
   total = config_lib.resolve_steps(cfg, "total", steps_per_epoch)
-  warmup = min(config_lib.resolve_steps(cfg.optim, "warmup", steps_per_epoch, allow_zero=True), total)
+  warmup = warmup_steps(cfg, steps_per_epoch, total)
   require(cfg.log_every_steps >= 1, "log_every_steps", f"must be >= 1, got {cfg.log_every_steps}")
-  require(cfg.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {cfg.keep_checkpoints}")
+  require(
+    cfg.keep_checkpoints >= 1,
+    "keep_checkpoints",
+    f"must be >= 1 (the newest k checkpoints are kept; 0 would delete every one), got {cfg.keep_checkpoints}",
+  )
+  ckpt_every, schedule = (
+    config_lib.resolve_steps(cfg, "ckpt_every", steps_per_epoch),
+    eval_schedule(cfg, steps_per_epoch),
+  )
+  require(cfg.max_skipped_steps >= 0, "max_skipped_steps", f"must be >= 0, got {cfg.max_skipped_steps}")
   return Experiment(
-    step_spec=step_spec(cfg, total, warmup),
+    step_spec=step_spec(cfg, total, warmup),  # last: every other value is checked before its mask draw compiles
     seed=cfg.seed,
     micro_batch=micro,
     global_batch=global_batch,
@@ -375,11 +436,11 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
     total_steps=total,
     log_every=cfg.log_every_steps,
     log_mask_images=cfg.log_mask_images,
-    ckpt_every=config_lib.resolve_steps(cfg, "ckpt_every", steps_per_epoch),
+    ckpt_every=ckpt_every,
     keep_checkpoints=cfg.keep_checkpoints,
     resume=cfg.resume,
-    stop_on_nonfinite=cfg.stop_on_nonfinite,
-    eval=eval_schedule(cfg, steps_per_epoch),
+    max_skipped_steps=cfg.max_skipped_steps,
+    eval=schedule,
   )
 
 

@@ -57,6 +57,27 @@ def hierarchical_loss(pred, target, idx, valid, grid, weights, kind, refine=None
   return total, per_level
 
 
+def position_floor(full_target, idx, valid, grid, weights, kind):
+  """Per-level loss (L, B) of a predictor that knows only positions: the floor the real loss must beat.
+
+  full_target: layer-normalised target features at every patch (B, N, D); idx/valid: target tokens as
+  in `hierarchical_loss`. The position-only prediction for token p of example b is the mean target
+  feature at p over the OTHER examples of the batch (leave-one-out: an image never predicts itself),
+  pooled into cells exactly as the real predictions are. A batch estimate, not a running mean kept in
+  the state: no extra state (checkpoints unchanged), no lag behind a moving target encoder, one
+  compile. Its cost: under MSE the leave-one-out mean's own noise adds 1/(B-1) of the per-position
+  variance, so for batches of 32+ the floor is at most ~3% pessimistic. Needs B >= 2.
+  """
+  b = full_target.shape[0]
+  if b < 2:
+    raise ValueError(f"the position-only floor needs >= 2 examples per (micro-)batch, got {b}")
+  full_target = jax.lax.stop_gradient(full_target)
+  loo_mean = (full_target.sum(0, keepdims=True) - full_target) / (b - 1)  # (B, N, D)
+  gather = jax.vmap(lambda f, i: f[i])
+  _, per_level = hierarchical_loss(gather(loo_mean, idx), gather(full_target, idx), idx, valid, grid, weights, kind)
+  return per_level
+
+
 def per_dim_std(x, valid=None):
   """Mean over channels of the per-channel std over all (valid) tokens: the collapse diagnostic."""
   x = x.reshape(-1, x.shape[-1])

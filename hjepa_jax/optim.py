@@ -4,7 +4,10 @@ LR: linear warmup then cosine (`optax.warmup_cosine_decay_schedule`); weight dec
 weight_decay -> final_weight_decay (I-JEPA's 0.04 -> 0.4); both injected into `optax.adamw` with
 `optax.inject_hyperparams`, so the values of the current step live in the optimizer state and are
 logged from there. (optax 0.2.5, the jax-metal profile, accepts no schedule as adamw's
-weight_decay; inject_hyperparams works on every profile.) EMA momentum: `optax.linear_schedule`.
+weight_decay; inject_hyperparams works on every profile.) EMA momentum: a linear (I-JEPA) or cosine
+(BYOL) ramp ema_start -> ema_end over the first `ema_ramp_steps` steps, then ema_end. The run-length
+rules (warmup at most a fraction of the run, so the cosine decay always happens; the EMA ramp as a
+fraction of the run) are applied where the steps are resolved, `experiment.build_experiment`.
 """
 
 import dataclasses
@@ -33,6 +36,11 @@ class OptimSpec:
   clip_norm: float  # global-norm clipping; 0 disables
   ema_start: float
   ema_end: float
+  ema_schedule: str  # one of EMA_SCHEDULES
+  ema_ramp_steps: int  # ema_start -> ema_end over these steps, then ema_end
+
+
+EMA_SCHEDULES = ("linear", "cosine")
 
 
 def lr_schedule(spec: OptimSpec):
@@ -53,8 +61,19 @@ def wd_schedule(spec: OptimSpec):
 
 
 def ema_schedule(spec: OptimSpec):
-  """Target-encoder momentum, linear ema_start -> ema_end over the whole run (I-JEPA)."""
-  return optax.linear_schedule(spec.ema_start, spec.ema_end, max(spec.total_steps, 1))
+  """Target-encoder momentum ema_start -> ema_end over ema_ramp_steps, then held at ema_end.
+
+  "linear" over the whole run is I-JEPA's; "cosine" (BYOL's) stays near ema_start longer, so the
+  target keeps tracking the online encoder early on; a ramp shorter than the run, or ema_start ==
+  ema_end (constant), keeps a short run's target from freezing on its initial weights.
+  """
+  steps = max(spec.ema_ramp_steps, 1)
+  if spec.ema_schedule == "linear":
+    return optax.linear_schedule(spec.ema_start, spec.ema_end, steps)
+  if spec.ema_schedule == "cosine":
+    unit = optax.cosine_decay_schedule(1.0, steps)  # 1 -> 0, then 0
+    return lambda step: spec.ema_end - (spec.ema_end - spec.ema_start) * unit(step)
+  raise ValueError(f"EMA schedule {spec.ema_schedule!r} not in {EMA_SCHEDULES}")
 
 
 def decay_mask(params):

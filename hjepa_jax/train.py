@@ -5,6 +5,8 @@ mesh -> model, optimizer, state -> checkpoint restore -> input pipeline -> jitte
 evaluators -> loop (log, eval, checkpoint, stop on signal or non-finite loss).
 """
 
+import collections
+import contextlib
 import json
 import logging
 import os
@@ -21,13 +23,15 @@ from hjepa_jax import data as data_lib
 from hjepa_jax import experiment as experiment_lib
 from hjepa_jax import masks as masks_lib
 from hjepa_jax import platform as platform_lib
+from hjepa_jax import workdir as workdir_lib
 from hjepa_jax import writers
+from hjepa_jax.errors import RunError
 from hjepa_jax.optim import make_optimizer
 from hjepa_jax.tools.overlay import mask_overlay
 from hjepa_jax.train_step import init_state, make_train_step
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunError):
   """Loss or gradients became NaN/Inf; the last good checkpoint is untouched."""
 
 
@@ -94,13 +98,83 @@ def _to_global(batch, sharding, process_count):
   return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
+class NonfiniteGuard:
+  """Reads each step's non-finite flag one step late (dispatch stays ahead) and applies the skip policy.
+
+  A non-finite update is skipped inside train_step (params, target and optimizer state untouched; the
+  step still counts, so directory names and state steps agree). More than `max_skipped` skipped updates
+  in one run stop it before anything else is saved.
+  """
+
+  def __init__(self, max_skipped, last_good):
+    self.max_skipped = max_skipped
+    self.last_good = last_good  # () -> a sentence naming the newest complete checkpoint
+    self.skipped = []
+    self._pending = collections.deque()
+
+  def push(self, step, flag):
+    self._pending.append((step, flag))
+    self.settle(keep=1)
+
+  def settle(self, keep=0):
+    while len(self._pending) > keep:
+      step, flag = self._pending.popleft()
+      if float(jax.device_get(flag)):
+        self._skip(step)
+
+  def _skip(self, step):
+    self.skipped.append(step)
+    if len(self.skipped) <= self.max_skipped:
+      logging.warning(
+        "step %d: loss or gradients were NaN/Inf; update skipped (%d of at most max_skipped_steps=%d)",
+        step,
+        len(self.skipped),
+        self.max_skipped,
+      )
+      return
+    what = (
+      f"loss or gradients became NaN/Inf at step {step}"
+      if self.max_skipped == 0
+      else f"{len(self.skipped)} updates had NaN/Inf loss or gradients (steps {self.skipped[:5]}...), more than "
+      f"max_skipped_steps={self.max_skipped}"
+    )
+    raise TrainingDiverged(
+      f"{what}; those updates were not applied and nothing after them was saved. {self.last_good()} "
+      f"Try a lower learning rate "
+      f"(--config.optim.lr), longer warmup (--config.optim.warmup_epochs), tighter clipping "
+      f"(--config.optim.clip_norm=1.0), or float32 compute (--config.model.dtype=float32)."
+    )
+
+
+def _read_summary(workdir):
+  try:
+    with open(os.path.join(workdir, "summary.json")) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return {}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains (resuming from `workdir` if it holds checkpoints) and returns the last logged metrics."""
   platform = platform_lib.detect()
-  exp, reader = experiment_lib.prepare(config, platform)
+  exp, reader = experiment_lib.prepare(config, platform)  # every bad value fails here, before anything is written
   spec = exp.step_spec
   os.makedirs(workdir, exist_ok=True)
-  log_handler = _setup_logging(workdir)
+  with contextlib.ExitStack() as cleanup:
+    if jax.process_index() == 0:
+      cleanup.enter_context(workdir_lib.exclusive(workdir))  # a second live run on this workdir stops here
+    log_handler = _setup_logging(workdir)
+    cleanup.callback(log_handler.close)
+    cleanup.callback(logging.getLogger().removeHandler, log_handler)
+    return _run(config, exp, reader, spec, platform, workdir, cleanup)
+
+
+def _run(config, exp, reader, spec, platform, workdir, cleanup):
+  logging.info(
+    "workdir %s: checkpoints in checkpoints/, log in logs/training.log; watch with: tensorboard --logdir %s",
+    os.path.abspath(workdir),
+    workdir,
+  )
   logging.info(
     "backend %s (%s) x %d devices, %d process(es)",
     platform.backend,
@@ -122,10 +196,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     spec.masks.target_capacity,
     spec.masks.target_bound,
   )
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-  writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
 
   # Mesh: one "data" axis over every device; batches sharded on it, the state replicated.
   mesh = Mesh(np.asarray(jax.devices()), ("data",))
@@ -138,9 +208,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   tx = make_optimizer(spec.optim, params_shape)
   init_fn = jax.jit(lambda r: init_state(model, tx, r), out_shardings=replicated)
   checkpointer = ckpt_lib.Checkpointer(workdir, exp.keep_checkpoints, exp.eval.best_metric or None, exp.eval.best_mode)
+  cleanup.callback(checkpointer.close)
   state, source = checkpointer.restore(
     ckpt_lib.abstract_like(jax.eval_shape(init_fn, init_rng), replicated), exp.resume
   )
+  start = 0 if state is None else int(state["step"])
+  if start >= exp.total_steps:  # a finished run's command again: change nothing
+    logging.info(
+      "this run is finished: %s is at step %d of total_steps=%d; nothing to do (raise total_steps to train longer)",
+      source,
+      start,
+      exp.total_steps,
+    )
+    return _read_summary(workdir).get("metrics", {})
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if state is None:
     state = init_fn(init_rng)
     logging.info(
@@ -148,8 +232,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     )
     writer.write_hparams(config.to_dict())  # clu flattens nested keys (and tuples) itself
   else:
-    logging.info("resumed from %s at step %d", source, int(state["step"]))
-  start = int(state["step"])
+    logging.info("resumed from %s at step %d", source, start)
 
   # Input pipeline, started where the restored state left off: tf.data on the host, or (data.pipeline=device)
   # batches made on the devices, already global arrays on the mesh.
@@ -161,6 +244,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     data_iter = data_lib.make_pretrain_iterator(
       reader.data, process_index=jax.process_index(), process_count=jax.process_count(), **where
     )
+  if hasattr(data_iter, "close"):
+    cleanup.callback(data_iter.close)
 
   # The update: one compile for the whole run.
   train_step = jax.jit(
@@ -184,97 +269,115 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     masks = jax.device_get(mask_fn(step_rng, at_step))
     writer.write_images(at_step, {"train/masks": mask_overlay(images, masks, model.grid)})
 
+  def last_good():
+    done = checkpointer.latest_step()
+    if done is None:
+      return "No checkpoint was saved yet: rerunning starts afresh."
+    return (
+      f"The last good checkpoint is step {done} in {workdir}/checkpoints; rerunning the same command resumes there."
+    )
+
+  guard = NonfiniteGuard(exp.max_skipped_steps, last_good)
   last = {}
   pending = []
-  t_last, step_last = time.time(), start
   step = start
-  try:
-    with writers.ensure_flushes(writer), StopRequest() as stop:
-      while step < exp.total_steps:
-        host_batch = next(data_iter)
-        if exp.log_mask_images and (step == start or (exp.eval.every and (step + 1) % exp.eval.every == 0)):
-          log_masks(step, host_batch)
-        batch = host_batch if on_device else _to_global(host_batch, data_sharding, platform.process_count)
-        state, metrics = train_step(state, batch, step_rng)
-        step += 1
-        pending.append(metrics)
+  with writers.ensure_flushes(writer), StopRequest() as stop:
+    while step < exp.total_steps:
+      host_batch = next(data_iter)
+      if exp.log_mask_images and (step == start or (exp.eval.every and (step + 1) % exp.eval.every == 0)):
+        log_masks(step, host_batch)
+      batch = host_batch if on_device else _to_global(host_batch, data_sharding, platform.process_count)
+      if step == start:
+        logging.info("compiling train_step (static shapes: the only compile of this run)...")
+        t_compile = time.time()
+      state, metrics = train_step(state, batch, step_rng)
+      step += 1
+      if step == start + 1:
+        jax.block_until_ready(metrics["loss"])
+        logging.info("train_step compiled and ran step %d in %.1f s", step, time.time() - t_compile)
+        t_last, step_last = time.time(), step
+      pending.append(metrics)
+      guard.push(step, metrics["nonfinite"])
 
-        if step % exp.log_every == 0 or step == exp.total_steps or stop.requested:
-          summary = {
-            k: float(np.mean(v))
-            for k, v in jax.tree_util.tree_map(lambda *xs: np.stack(xs), *jax.device_get(pending)).items()
-          }
-          bad = int(round(summary.pop("nonfinite") * len(pending)))
-          pending = []
-          dt = time.time() - t_last
-          steps_per_s = (step - step_last) / max(dt, 1e-9)
-          t_last, step_last = time.time(), step
-          summary.update(
-            {
-              "steps_per_sec": steps_per_s,
-              "images_per_sec": steps_per_s * exp.global_batch,
-              "epoch": step / exp.steps_per_epoch,
-              "epoch_time_min": exp.steps_per_epoch / max(steps_per_s, 1e-9) / 60,
-              "peak_memory_mb": platform_lib.peak_memory_mb(),
-            }
-          )
-          if bad:
-            summary["nonfinite_steps"] = bad
-          last = {f"train/{k}": v for k, v in summary.items()}
-          writer.write_scalars(step, last)
-          eta = (exp.total_steps - step) / max(steps_per_s, 1e-9)
-          logging.info(
-            "step %d/%d | epoch %.2f/%.1f | loss %.4f | lr %.3g | grad_norm %.3g | feat_std %.3f | "
-            "%.1f img/s | %.2f steps/s | ETA %s",
-            step,
-            exp.total_steps,
-            summary["epoch"],
-            exp.total_steps / exp.steps_per_epoch,
-            summary["loss"],
-            summary["lr"],
-            summary["grad_norm"],
-            summary["feature_variance"],
-            summary["images_per_sec"],
-            steps_per_s,
-            _fmt_duration(eta),
-          )
-          if bad and exp.stop_on_nonfinite:
-            raise TrainingDiverged(
-              f"loss or gradients were NaN/Inf in {bad} step(s) before step {step}; those updates were not "
-              f"applied and nothing was saved. The last good checkpoint is step "
-              f"{checkpointer.latest_step()} in {workdir}/checkpoints. Try a lower learning rate "
-              f"(--config.optim.lr), longer warmup (--config.optim.warmup_epochs), tighter clipping "
-              f"(--config.optim.clip_norm=1.0), or float32 compute (--config.model.dtype=float32)."
-            )
+      log_now = step % exp.log_every == 0 or step == exp.total_steps or stop.requested
+      eval_now = evaluator is not None and (step % exp.eval.every == 0 or step == exp.total_steps)
+      save_now = step % exp.ckpt_every == 0 or step == exp.total_steps or stop.requested
+      if not (log_now or eval_now or save_now):
+        continue
+      guard.settle()  # nothing is logged, evaluated or saved past an unchecked step
 
-        eval_metrics = {}
-        if evaluator is not None and (step % exp.eval.every == 0 or step == exp.total_steps):
-          eval_metrics = evaluator(state["target"])
-          writer.write_scalars(step, eval_metrics)
-          logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
-          last.update(eval_metrics)
-        if step % exp.ckpt_every == 0 or step == exp.total_steps or stop.requested:
-          checkpointer.save(step, state)
-          if eval_metrics or exp.eval.best_metric == "train/loss":
-            checkpointer.save_best(step, state, last)
-        if stop.requested:
-          logging.info(
-            "stopped by %s at step %d; checkpoint saved. Run the same command to resume.", stop.requested, step
-          )
-          break
-    if step >= exp.total_steps:
-      logging.info("training finished at step %d", step)
-    # One compile per run is a design rule (static shapes); the log shows it held.
-    input_programs = f", device input {data_iter.compiles}" if on_device else ""
-    logging.info("programs compiled: train_step %d%s", train_step._cache_size(), input_programs)  # pylint: disable=protected-access
-    if jax.process_index() == 0:  # the last logged metrics, for launch/ablate.py and compare_runs
-      with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump({"step": step, "metrics": last}, f, indent=2)
-  finally:
-    checkpointer.close()
-    close = getattr(data_iter, "close", None)
-    if close:
-      close()
-    logging.getLogger().removeHandler(log_handler)
-    log_handler.close()
+      if log_now:
+        last = _log_train(writer, exp, step, pending, t_last, step_last, len(guard.skipped))
+        pending = []
+        t_last, step_last = time.time(), step
+
+      eval_metrics = {}
+      if eval_now:
+        eval_metrics = evaluator(state)
+        writer.write_scalars(step, eval_metrics)
+        logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
+        last.update(eval_metrics)
+      if save_now:
+        checkpointer.save(step, state)
+        if eval_metrics or exp.eval.best_metric == "train/loss":
+          checkpointer.save_best(step, state, last)
+      if stop.requested:
+        logging.info(
+          "stopped by %s at step %d; checkpoint saved. Run the same command to resume.", stop.requested, step
+        )
+        break
+  if step >= exp.total_steps:
+    logging.info("training finished at step %d", step)
+  if guard.skipped:
+    logging.warning("%d update(s) skipped for NaN/Inf: steps %s", len(guard.skipped), guard.skipped)
+  # One compile per run is a design rule (static shapes); the log shows it held.
+  input_programs = f", device input {data_iter.compiles}" if on_device else ""
+  logging.info("programs compiled: train_step %d%s", train_step._cache_size(), input_programs)  # pylint: disable=protected-access
+  if jax.process_index() == 0:  # the last logged metrics, for launch/ablate.py and compare_runs
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(
+        {"step": step, "finished": step >= exp.total_steps, "skipped_steps": guard.skipped, "metrics": last},
+        f,
+        indent=2,
+      )
+  return last
+
+
+def _log_train(writer, exp, step, pending, t_last, step_last, skipped):
+  """Means of the metrics since the last log, with throughput; written to TensorBoard and the log."""
+  summary = {
+    k: float(np.mean(v)) for k, v in jax.tree_util.tree_map(lambda *xs: np.stack(xs), *jax.device_get(pending)).items()
+  }
+  bad = int(round(summary.pop("nonfinite") * len(pending)))
+  steps_per_s = (step - step_last) / max(time.time() - t_last, 1e-9)
+  summary.update(
+    {
+      "steps_per_sec": steps_per_s,
+      "images_per_sec": steps_per_s * exp.global_batch,
+      "epoch": step / exp.steps_per_epoch,
+      "epoch_time_min": exp.steps_per_epoch / max(steps_per_s, 1e-9) / 60,
+      "peak_memory_mb": platform_lib.peak_memory_mb(),
+    }
+  )
+  if bad or skipped:
+    summary["nonfinite_steps"] = bad
+    summary["skipped_steps_total"] = skipped
+  last = {f"train/{k}": v for k, v in summary.items()}
+  writer.write_scalars(step, last)
+  eta = (exp.total_steps - step) / max(steps_per_s, 1e-9)
+  logging.info(
+    "step %d/%d | epoch %.2f/%.1f | loss %.4f | lr %.3g | grad_norm %.3g | feat_std %.3f | "
+    "%.1f img/s | %.2f steps/s | ETA %s",
+    step,
+    exp.total_steps,
+    summary["epoch"],
+    exp.total_steps / exp.steps_per_epoch,
+    summary["loss"],
+    summary["lr"],
+    summary["grad_norm"],
+    summary["feature_variance"],
+    summary["images_per_sec"],
+    steps_per_s,
+    _fmt_duration(eta),
+  )
   return last

@@ -6,6 +6,10 @@ masks. With `grad_accum_steps` k > 1 the batch is split into k interleaved micro
 in sequence (activation memory of one micro-batch) and their gradients averaged: the same update
 as one step on the whole batch (view-level losses then draw negatives from the micro-batch).
 
+Diagnostics beside the loss: `pos_floor_level_k`, the loss a predictor that knows only the target
+positions would get at level k (`losses.position_floor`), next to `loss_level_k`: a loss near its
+floor means the predictor has learned where things are, not what they are.
+
 View-level losses (`ViewLosses`): the batch carries a second global view of every image
 ("image_view2") and optionally `num_local` small crops ("local"). Each view is embedded by the
 CONTEXT encoder (view 1 reuses the JEPA context pass; view 2 gets its own context mask; local
@@ -75,7 +79,8 @@ def loss_fn(spec: StepSpec, params, target_params, images, masks, views=None):
   target_params = jax.lax.stop_gradient(target_params)
   full, _ = model.encode(target_params, images)  # target encoder sees the whole image
   full = jax.lax.stop_gradient(full)
-  target = jax.vmap(lambda f, i: f[i])(losses.layer_norm(full), masks["target_idx"])
+  full_ln = losses.layer_norm(full)
+  target = jax.vmap(lambda f, i: f[i])(full_ln, masks["target_idx"])
   pred, ctx = model.predict(params, images, masks)
   refine = None if model.fpn is None else (lambda levels: model.refine_levels(params, levels, masks["target_idx"]))
   total, per_level = losses.hierarchical_loss(
@@ -93,6 +98,9 @@ def loss_fn(spec: StepSpec, params, target_params, images, masks, views=None):
     "feature_variance": losses.per_dim_std(ctx, masks["context_valid"]),
     "feature_variance_target": losses.per_dim_std(full),
   }
+  if images.shape[0] >= 2:  # the position-only floor needs another image of the batch
+    args = (masks["target_idx"], masks["target_valid"], model.grid, spec.hierarchy_weights, spec.loss_type)
+    aux["pos_floor_levels"] = losses.position_floor(full_ln, *args).mean(1)
   loss = total.mean()
   aux["jepa_loss"] = loss
   if spec.views.enabled:
@@ -216,8 +224,10 @@ def make_train_step(spec: StepSpec, optimizer):
     new_state = {"step": step + 1, "params": params, "target": target, "opt": opt}
 
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    # A non-finite update leaves the whole state untouched so the last good state can be saved.
+    # A non-finite update leaves params, target and optimizer untouched so the last good state can be saved;
+    # the step still counts (its batch was consumed), so a checkpoint's name always equals its state's step.
     new_state = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new_state, state)
+    new_state["step"] = step + 1
     metrics = {
       "loss": loss,
       "grad_norm": grad_norm,
@@ -231,6 +241,10 @@ def make_train_step(spec: StepSpec, optimizer):
     }
     for i in range(len(spec.hierarchy_weights)):
       metrics[f"loss_level_{i}"] = aux["loss_levels"][i]
+    if "pos_floor_levels" in aux:  # what a position-only predictor would score, next to loss_level_i
+      floor = aux["pos_floor_levels"]
+      metrics["pos_floor"] = jnp.dot(jnp.asarray(spec.hierarchy_weights, floor.dtype), floor)
+      metrics.update({f"pos_floor_level_{i}": floor[i] for i in range(len(spec.hierarchy_weights))})
     for name in VIEW_METRICS:
       if name in aux:
         metrics[name] = aux[name]

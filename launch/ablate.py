@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from hjepa_jax import switches  # noqa: E402
+from hjepa_jax import cli, switches  # noqa: E402
 
 _CONFIG = flags.DEFINE_string("config", None, "Base config file (configs/*.py[:arg]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder: one run directory per switch, ablation.md/json.")
@@ -32,10 +32,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import jax  # pylint: disable=g-import-not-at-top
   from hjepa_jax import ablation  # pylint: disable=g-import-not-at-top
-  from hjepa_jax.config import load_config  # pylint: disable=g-import-not-at-top
 
-  path, _, arg = _CONFIG.value.partition(":")
-  config = load_config(path, arg or None)
+  with cli.user_errors():
+    config = cli.load(_CONFIG.value)
   keys = _SWITCHES.value
   if keys is None:
     cuda = jax.default_backend().lower() in ("cuda", "gpu")
@@ -62,4 +61,4 @@ if __name__ == "__main__":
   from hjepa_jax.platform import tune_host
 
   tune_host()  # XLA:CPU flags and huge-page malloc (restarts once) where they help
-  app.run(main)
+  cli.run(main)

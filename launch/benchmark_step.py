@@ -14,22 +14,26 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+from hjepa_jax import cli  # noqa: E402
+
+_CONFIG = cli.define_config()
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compile and one warm-up step.")
 flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
   del argv
-  from hjepa_jax import experiment, platform, stepbench  # noqa: E402
+  from hjepa_jax import config as config_lib
+  from hjepa_jax import experiment, platform, stepbench
 
   cfg = _CONFIG.value
   plat = platform.detect()
+  with cli.user_errors():  # before the compile: the step's keys and their bounds
+    config_lib.check_schema(cfg)
+    spec = experiment.step_spec(cfg, stepbench.NOMINAL_STEPS, stepbench.NOMINAL_WARMUP)
   r = stepbench.measure_step(cfg, steps=_STEPS.value, warmup=0, plat=plat)  # the first call is untimed
-  spec = experiment.step_spec(cfg, stepbench.NOMINAL_STEPS, stepbench.NOMINAL_WARMUP)
   enc = spec.model.encoder
   gib = 2.0**30
   print(
@@ -59,4 +63,4 @@ if __name__ == "__main__":
   from hjepa_jax.platform import tune_host
 
   tune_host()  # XLA:CPU flags and huge-page malloc (restarts once) where they help
-  app.run(main)
+  cli.run(main)

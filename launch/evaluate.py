@@ -1,11 +1,13 @@
 """Evaluate a pretraining run on frozen features: k-NN, linear probe, few-shot, collapse diagnostics.
 
     python launch/evaluate.py --workdir=results/conservative [--step=N | --best] \
-        [--eval_types=all|knn,linear_probe,fewshot,features] [--dataset=cifar10 [--data_dir=DIR]] [--random_init] \
+        [--eval_types=all|knn,linear_probe,fewshot,features] [--dataset=cifar10 [--data_dir=DIR]] \
+        [--random_init | --encoder=online] \
         [--max_examples=N] [--feature_kinds=avgpool,last4,level1] [--batch_size=256]
 
-Writes WORKDIR/evaluation/results.json and results.md (results_random_init.* with --random_init)
-and prints the table.
+Writes WORKDIR/evaluation/results.json and results.md (results_online.* with --encoder=online,
+results_random_init.* with --random_init) and prints the table; results.md shows the target encoder
+beside the online one and the random init once those are written.
 """
 
 import logging as std_logging
@@ -14,9 +16,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-from hjepa_jax import platform  # noqa: E402
+from hjepa_jax import cli, platform  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of launch/main.py (config.json, checkpoints/).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
@@ -38,6 +40,12 @@ _RANDOM_INIT = flags.DEFINE_bool(
   False,
   "Evaluate the run's step-0 encoder (same architecture and "
   "seed) instead of a checkpoint: the baseline to compare against.",
+)
+_ENCODER = flags.DEFINE_enum(
+  "encoder",
+  "target",
+  ["target", "online"],
+  "Encoder of the checkpoint to evaluate: target (the EMA encoder, I-JEPA's choice) or online (the context encoder).",
 )
 _MAX_EXAMPLES = flags.DEFINE_integer(
   "max_examples",
@@ -61,11 +69,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   platform.hide_gpus_from_tensorflow()
   std_logging.getLogger("absl").setLevel(std_logging.WARNING)  # orbax logs every restore detail at INFO
-  from hjepa_jax.config import ConfigError  # noqa: E402  (after TF is kept off the GPU)
-  from hjepa_jax.data import DataError
-  from hjepa_jax.evaluation import runner
+  from hjepa_jax.evaluation import runner  # noqa: E402  (after TF is kept off the GPU)
 
-  try:
+  with cli.user_errors(runner.EvaluationError, FileNotFoundError):  # anything else is a bug: its traceback
     results = runner.evaluate_run(
       _WORKDIR.value,
       step=_STEP.value,
@@ -74,18 +80,17 @@ def main(argv):
       dataset=_DATASET.value,
       data_dir=_DATA_DIR.value,
       random_init=_RANDOM_INIT.value,
+      encoder=_ENCODER.value,
       max_examples=_MAX_EXAMPLES.value,
       batch_size=_BATCH_SIZE.value,
       feature_kinds=_FEATURE_KINDS.value,
     )
-  except (runner.EvaluationError, ConfigError, DataError, FileNotFoundError) as e:
-    logging.error("%s", e)
-    sys.exit(f"error: {e}")
-  with open(runner.results_path(_WORKDIR.value, results["random_init"], "md")) as f:
+  where = dict(random_init=results["random_init"], encoder=_ENCODER.value)
+  with open(runner.results_path(_WORKDIR.value, ext="md", **where)) as f:
     print(f.read(), end="")
-  print(f"saved {runner.results_path(_WORKDIR.value, results['random_init'])}")
+  print(f"saved {runner.results_path(_WORKDIR.value, **where)}")
 
 
 if __name__ == "__main__":
   platform.tune_host()  # XLA:CPU flags and huge-page malloc (restarts once) where they help
-  app.run(main)
+  cli.run(main)

@@ -4,8 +4,9 @@
         [--config.data.batch_size=16 ...]
 
 Re-running the same command resumes from WORKDIR's newest checkpoint. Ctrl-C (SIGINT) or SIGTERM
-finishes the current step, saves and exits 0. The code is `hjepa_jax/cli.py` (also `hjepa-train` where
-the package is installed).
+finishes the current step, saves and exits 0. A bad flag, config file or value fails in seconds, before
+TensorFlow is imported or anything compiles, with one line naming the key. The code is
+`hjepa_jax/launcher.py` (`hjepa-train` where the package is installed).
 """
 
 import os
@@ -13,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hjepa_jax import cli  # noqa: E402
+from hjepa_jax import launcher  # noqa: E402
 
 if __name__ == "__main__":
-  cli.run()
+  launcher.run()

@@ -37,7 +37,6 @@ RNG = jax.random.PRNGKey(1)
 # Bool keys that change what a run does around the computation, and the test that shows it.
 OPERATIONAL = {
   "log_mask_images": "tests/test_train_app.py::test_mask_images_only_when_asked",
-  "stop_on_nonfinite": "tests/test_train_app.py::test_nonfinite_steps_stop_or_are_skipped",
   "data.download": "tests/test_data_sources.py::test_download_without_network_fails_fast",
 }
 

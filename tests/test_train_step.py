@@ -3,9 +3,14 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from hjepa_jax import experiment, optim
-from tests._core import core_config, synthetic_images, tiny_setup
+from hjepa_jax.config import ConfigError
+from hjepa_jax.platform import Platform
+from tests._core import core_config, synthetic_images, tiny_config, tiny_setup
+
+CPU = Platform(backend="cpu", device_kind="cpu", num_devices=1, process_count=1)
 
 
 def test_compiles_once_and_loss_falls():
@@ -41,6 +46,9 @@ def test_compiles_once_and_loss_falls():
     "nonfinite",
     "loss_level_0",
     "loss_level_1",
+    "pos_floor",
+    "pos_floor_level_0",
+    "pos_floor_level_1",
   }
   assert expected <= set(metrics)
   assert float(metrics["nonfinite"]) == 0.0
@@ -100,3 +108,19 @@ def test_schedules_follow_ijepa():
   assert lr(50) < lr(20) < 1e-3
   np.testing.assert_allclose([wd(0), wd(50), wd(100)], [0.04, 0.22, 0.4], rtol=1e-5)
   np.testing.assert_allclose([ema(0), ema(50), ema(100)], [0.996, 0.998, 1.0], rtol=1e-6)
+
+
+def test_warmup_is_capped_so_the_cosine_decay_always_happens():
+  """A 600-step run asking for 10 epochs of warmup (1790 steps of digits at batch 8) gets 20% of the run."""
+  cfg = tiny_config(**{"total_steps": 600, "optim.warmup_steps": None, "optim.warmup_epochs": 10.0})
+  exp, _ = experiment.prepare(cfg, CPU)
+  spec = exp.step_spec.optim
+  assert exp.steps_per_epoch * 10 > 600 and spec.warmup_steps == 120
+  lr = optim.lr_schedule(spec)
+  np.testing.assert_allclose([lr(120), lr(600)], [spec.lr, spec.final_lr], rtol=1e-5)
+  assert lr(60) < lr(120) and lr(360) < lr(120)
+  short = tiny_config(**{"total_steps": 600, "optim.warmup_steps": 50})  # shorter than the cap: kept
+  assert experiment.prepare(short, CPU)[0].step_spec.optim.warmup_steps == 50
+  for bad in (1.0, -0.1):
+    with pytest.raises(ConfigError, match="optim.warmup_max_fraction"):
+      experiment.prepare(tiny_config(**{"optim.warmup_max_fraction": bad}), CPU)

@@ -2,10 +2,12 @@
 
 `evaluate_run(workdir)` rebuilds the model from the run's own config.json, embeds the labelled
 splits with the target (EMA) encoder, the one I-JEPA evaluates, and runs k-NN, a linear probe,
-few-shot and collapse diagnostics on frozen features. `random_init=True` scores the run's step-0
-encoder instead (same architecture, same seed): the baseline every trained number should beat.
-Results go to WORKDIR/evaluation/results.json and results.md (results_random_init.* for the
-baseline, so both coexist and results.md shows them side by side).
+few-shot and collapse diagnostics on frozen features. `encoder="online"` scores the online (context)
+encoder of the same checkpoint (in a short run the target lags far behind it). `random_init=True`
+scores the run's step-0 encoder instead (same architecture, same seed): the baseline every trained
+number should beat. Results go to WORKDIR/evaluation/results.json and results.md
+(results_online.* and results_random_init.* for the others, so all coexist and results.md shows
+them side by side).
 """
 
 import contextlib
@@ -35,6 +37,7 @@ FEWSHOT_SHOTS = (1, 5)
 FEWSHOT_WAYS, FEWSHOT_QUERIES = 5, 15
 LAST_BLOCKS = 4
 DEFAULT_FEATURE_KINDS = ("avgpool", "last4")
+ENCODERS = ("target", "online")
 RESULTS, BASELINE = "results", "results_random_init"
 _DIAGNOSTICS = ("feature_std", "effective_rank", "rank_ratio", "feature_entropy", "collapsed")
 
@@ -119,15 +122,26 @@ def _check_fewshot_possible(labels):
 # ---------------------------------------------------------------------------------------------
 
 
-def encoder_params(model, cfg, workdir, *, step, best, random_init):
-  """(step, encoder params, where they came from): the target encoder of a checkpoint, or step 0."""
+def check_encoder(encoder, random_init):
+  if encoder not in ENCODERS:
+    raise EvaluationError(f"unknown encoder {encoder!r}: use one of {', '.join(ENCODERS)}")
+  if random_init and encoder != "target":
+    raise EvaluationError(
+      "--random_init evaluates the run's step-0 encoder (target and online are the same then); drop --encoder"
+    )
+
+
+def encoder_params(model, cfg, workdir, *, step, best, random_init, encoder="target"):
+  """(step, encoder params, where they came from): the target or online encoder of a checkpoint, or step 0."""
+  check_encoder(encoder, random_init)
   if random_init:
     if step is not None or best:
       raise EvaluationError("--random_init evaluates the run's step-0 encoder; drop --step and --best")
     init_rng, _ = experiment.init_rngs(cfg.seed)  # exactly train.py's initialisation
     return 0, model.init(init_rng)["encoder"], f"random init (seed {cfg.seed})"
   step, state = ckpt_lib.restore_for_eval(workdir, step, best)
-  return step, state["target"], f"{'best' if best else 'checkpoints'}/{step} (target encoder)"
+  params = state["target"] if encoder == "target" else state["params"]["encoder"]
+  return step, params, f"{'best' if best else 'checkpoints'}/{step} ({encoder} encoder)"
 
 
 def feature_names(model, kinds):
@@ -216,6 +230,7 @@ def evaluate_run(
   dataset=None,
   data_dir=None,
   random_init=False,
+  encoder="target",
   max_examples=None,
   batch_size=256,
   feature_kinds=DEFAULT_FEATURE_KINDS,
@@ -227,10 +242,11 @@ def evaluate_run(
   folder for it, `data_lib.DIR_KEYS`); `max_examples` (per split, a fixed random
   subset) to the run's data.eval_max_examples (unset: whole splits). Every evaluation runs on each
   of `feature_kinds`. With `write`, saves WORKDIR/evaluation/results.{json,md}
-  (results_random_init.* with `random_init`).
+  (results_online.* with encoder="online", results_random_init.* with `random_init`).
   """
   started = time.time()
   types = resolve_eval_types(eval_types)
+  check_encoder(encoder, random_init)
   cfg = load_run_config(workdir)
   data_cfg = cfg.data
   name = dataset or data_cfg.eval_dataset
@@ -247,7 +263,9 @@ def evaluate_run(
 
   seconds = {}
   with _timed(seconds, "restore"):
-    step, params, source = encoder_params(model, cfg, workdir, step=step, best=best, random_init=random_init)
+    step, params, source = encoder_params(
+      model, cfg, workdir, step=step, best=best, random_init=random_init, encoder=encoder
+    )
     params = jax.block_until_ready(params)
   with _timed(seconds, "load_data"):
     splits = {
@@ -289,6 +307,7 @@ def evaluate_run(
     "step": int(step),
     "source": source,
     "random_init": bool(random_init),
+    "encoder": "init" if random_init else encoder,
     "dataset": name,
     "splits": {role: {"split": split_names[role], "size": int(len(splits[role][1]))} for role in splits},
     "num_classes": num_classes,
@@ -313,8 +332,10 @@ def evaluate_run(
 # ---------------------------------------------------------------------------------------------
 
 
-def results_path(workdir, random_init=False, ext="json"):
-  return os.path.join(workdir, "evaluation", f"{BASELINE if random_init else RESULTS}.{ext}")
+def results_path(workdir, random_init=False, ext="json", encoder="target"):
+  """WORKDIR/evaluation/results.EXT (target), results_online.EXT, results_random_init.EXT."""
+  name = BASELINE if random_init else (RESULTS if encoder == "target" else f"{RESULTS}_{encoder}")
+  return os.path.join(workdir, "evaluation", f"{name}.{ext}")
 
 
 def _write_text(path, text):
@@ -339,16 +360,19 @@ def comparable(results, baseline):
 
 
 def write_results(workdir, results):
-  """Saves `results` as json and re-renders both markdown reports (trained beside random init)."""
+  """Saves `results` as json and re-renders every markdown report: the target beside the online encoder
+  and the random init, the online encoder beside the random init (each where comparable)."""
   os.makedirs(os.path.join(workdir, "evaluation"), exist_ok=True)
-  _write_text(results_path(workdir, results["random_init"]), json.dumps(results, indent=2) + "\n")
-  trained, baseline = _read_json(results_path(workdir)), _read_json(results_path(workdir, True))
+  path = results_path(workdir, results["random_init"], encoder=results.get("encoder", "target"))
+  _write_text(path, json.dumps(results, indent=2) + "\n")
+  target, online = (_read_json(results_path(workdir, encoder=e)) for e in ENCODERS)
+  baseline = _read_json(results_path(workdir, True))
   if baseline is not None:
     _write_text(results_path(workdir, True, "md"), format_table(baseline))
-  if trained is not None:
-    _write_text(
-      results_path(workdir, ext="md"), format_table(trained, baseline if comparable(trained, baseline) else None)
-    )
+  for encoder, trained, others in (("target", target, (online, baseline)), ("online", online, (baseline,))):
+    if trained is not None:
+      beside = [o for o in others if comparable(trained, o)]
+      _write_text(results_path(workdir, ext="md", encoder=encoder), format_table(trained, *beside))
 
 
 def _fmt(value):
@@ -366,18 +390,26 @@ def _cell(metrics, key):
   return _fmt(metrics[key]) + (f" ± {ci:.2g}" if ci is not None else "")
 
 
-def _columns(results, baseline):
-  """(title, metrics) per feature kind, each followed by its random-init twin when there is one."""
+_LABELS = {"target": "", "online": " online", "init": " random init"}
+
+
+def _label(results):
+  return _LABELS["init" if results["random_init"] else results.get("encoder", "target")]
+
+
+def _columns(results, others):
+  """(title, metrics) per feature kind, each followed by its twins in `others` (online, random init)."""
   columns = []
   for kind in results["feature_kinds"]:
-    columns.append((kind, results["metrics"][kind]))
-    if baseline is not None and kind in baseline["metrics"]:
-      columns.append((f"{kind} random init", baseline["metrics"][kind]))
+    for r in (results, *others):
+      if kind in r["metrics"]:
+        columns.append((kind + _label(r), r["metrics"][kind]))
   return columns
 
 
-def format_table(results, baseline=None):
-  """Markdown: a header line, one row per metric, one column per feature kind (and its baseline)."""
+def format_table(results, *others):
+  """Markdown: a header line, one row per metric, one column per feature kind (and its twins in `others`:
+  the online encoder, the random init)."""
   r = results
   sizes = (
     f"{r['splits']['train']['size']} {r['splits']['train']['split']} / {r['splits']['test']['size']} "
@@ -387,7 +419,7 @@ def format_table(results, baseline=None):
     f"**{os.path.basename(r['workdir'])}**, step {r['step']}, {r['source']}; {r['dataset']}: {sizes}; {r['timestamp']}",
     "",
   ]
-  columns = _columns(r, baseline)
+  columns = _columns(r, others)
   lines.append("| metric | " + " | ".join(name for name, _ in columns) + " |")
   lines.append("|:---|" + "---:|" * len(columns))
   keys = [k for k in r["metrics"][r["feature_kinds"][0]] if not k.endswith("_ci95")]
