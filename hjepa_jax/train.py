@@ -349,25 +349,23 @@ def _log_train(writer, exp, step, pending, t_last, step_last, skipped):
     k: float(np.mean(v)) for k, v in jax.tree_util.tree_map(lambda *xs: np.stack(xs), *jax.device_get(pending)).items()
   }
   bad = int(round(summary.pop("nonfinite") * len(pending)))
-  steps_per_s = (step - step_last) / max(time.time() - t_last, 1e-9)
-  summary.update(
-    {
-      "steps_per_sec": steps_per_s,
-      "images_per_sec": steps_per_s * exp.global_batch,
-      "epoch": step / exp.steps_per_epoch,
-      "epoch_time_min": exp.steps_per_epoch / max(steps_per_s, 1e-9) / 60,
-      "peak_memory_mb": platform_lib.peak_memory_mb(),
-    }
-  )
+  summary["epoch"] = step / exp.steps_per_epoch
+  summary["peak_memory_mb"] = platform_lib.peak_memory_mb()
+  rate = "throughput from the next log on (this window held only the compile)"
+  if step > step_last:  # the first step's window is the compile: no rate from it
+    steps_per_s = (step - step_last) / max(time.time() - t_last, 1e-9)
+    summary["steps_per_sec"] = steps_per_s
+    summary["images_per_sec"] = steps_per_s * exp.global_batch
+    summary["epoch_time_min"] = exp.steps_per_epoch / max(steps_per_s, 1e-9) / 60
+    eta = (exp.total_steps - step) / max(steps_per_s, 1e-9)
+    rate = f"{summary['images_per_sec']:.1f} img/s | {steps_per_s:.2f} steps/s | ETA {_fmt_duration(eta)}"
   if bad or skipped:
     summary["nonfinite_steps"] = bad
     summary["skipped_steps_total"] = skipped
   last = {f"train/{k}": v for k, v in summary.items()}
   writer.write_scalars(step, last)
-  eta = (exp.total_steps - step) / max(steps_per_s, 1e-9)
   logging.info(
-    "step %d/%d | epoch %.2f/%.1f | loss %.4f | lr %.3g | grad_norm %.3g | feat_std %.3f | "
-    "%.1f img/s | %.2f steps/s | ETA %s",
+    "step %d/%d | epoch %.2f/%.1f | loss %.4f | lr %.3g | grad_norm %.3g | feat_std %.3f | %s",
     step,
     exp.total_steps,
     summary["epoch"],
@@ -376,8 +374,6 @@ def _log_train(writer, exp, step, pending, t_last, step_last, skipped):
     summary["lr"],
     summary["grad_norm"],
     summary["feature_variance"],
-    summary["images_per_sec"],
-    steps_per_s,
-    _fmt_duration(eta),
+    rate,
   )
   return last

@@ -89,26 +89,6 @@ def test_skipped_updates_are_bounded_counted_and_keep_names_true(tmp_path, monke
   assert _steps(str(tmp_path / "bounded")) == [3]
 
 
-def test_skipped_update_leaves_the_state_but_advances_the_step():
-  """In the jitted step: NaN images give back params, target and optimizer state bit for bit, step + 1."""
-  from hjepa_jax import experiment
-  from hjepa_jax.optim import make_optimizer
-  from hjepa_jax.platform import Platform
-  from hjepa_jax.train_step import make_train_step
-
-  exp, _ = experiment.prepare(_config(), Platform("cpu", "cpu", 1, 1))
-  spec = exp.step_spec
-  tx = make_optimizer(spec.optim, jax.eval_shape(spec.model.init, jax.random.PRNGKey(0)))
-  state = init_state(spec.model, tx, jax.random.PRNGKey(0))
-  size = spec.model.image_size
-  batch = {"image": np.full((8, size, size, 3), np.nan, np.float32)}
-  new, metrics = jax.jit(make_train_step(spec, tx))(state, batch, jax.random.PRNGKey(1))
-  assert float(metrics["nonfinite"]) == 1.0 and int(new["step"]) == 1
-  jax.tree_util.tree_map(
-    np.testing.assert_array_equal, *(dict(s, step=0) for s in (jax.device_get(new), jax.device_get(state)))
-  )
-
-
 # ---------------------------------------------------------------------------------------------
 # Damaged checkpoints.
 # ---------------------------------------------------------------------------------------------
