@@ -177,7 +177,7 @@ def make_plan(config, *, hours=None, steps=3, input_batches=4, alternatives=True
   plat = plat or platform_lib.detect()
   n, data_note = epoch_size(config.data)
   exp, reader = experiment.prepare(config, plat, num_examples=n)
-  step = stepbench.measure_step(reader, steps=steps, warmup=1, plat=plat, spec=exp.step_spec)
+  step = stepbench.measure_step(reader, steps=steps, warmup=0, plat=plat, spec=exp.step_spec)  # 1st call untimed
   flops = model_flops(config, plat, n)
   rate, input_note = input_rate(reader, exp, input_batches) if input_batches else (None, "not timed")
   memory, memory_source = device_memory(plat)
@@ -244,10 +244,9 @@ def fitting_alternatives(plan, plat):
   budget = 3600 * plan.budget_hours
   out = []
   exp, cfg = plan.exp, plan.config
-  epochs = math.floor((budget - plan.step["compile_s"]) / plan.epoch_s * 10) / 10
-  if epochs >= 0.1:
-    total = exp.steps_per_epoch * epochs * plan.step_s + plan.step["compile_s"]
-    out.append(("fewer epochs", _flags({"total_epochs": epochs}), total, True))
+  epochs = max(0.1, math.floor((budget - plan.step["compile_s"]) / plan.epoch_s * 10) / 10)
+  total = exp.steps_per_epoch * epochs * plan.step_s + plan.step["compile_s"]
+  out.append(("fewer epochs", _flags({"total_epochs": epochs}), total, total <= budget))
   base = model_flops(cfg, plat, plan.num_examples)
   compute_s = plan.step["step_ms"] / 1e3
   for label, options in _candidates(cfg):
@@ -350,7 +349,7 @@ def report(plan, *, chip=None, utilisation=PLANNING_UTILISATION):
       if not plan.alternatives:
         lines.append("  nothing tried fits (the compile alone may exceed the budget)")
       for label, flags, total, fits in plan.alternatives:
-        lines.append(f"  {label}: {flags} -> {_hms(total)}" + ("" if fits else " (still over; the last one tried)"))
+        lines.append(f"  {label}: {flags} -> {_hms(total)}" + ("" if fits else " (still over: the smallest tried)"))
     else:
       lines.append(f"fits {budget}: predicted {_hms(plan.total_s())}, {_hms(-over)} to spare")
   if chip:

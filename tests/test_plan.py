@@ -23,25 +23,28 @@ CPU = Platform(backend="cpu", device_kind="cpu", num_devices=1, process_count=1)
 RUN = {"total_steps": 40, "log_every_steps": 20, "data.batch_size": 32, "log_mask_images": False}
 
 
-def _planned():
-  return plan.make_plan(tiny_config(**RUN), steps=5, input_batches=3, alternatives=False)
+def _planned(**kwargs):
+  return plan.make_plan(tiny_config(**RUN), alternatives=False, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def planned():
-  return _planned()
+  """One compile and one timed step; the input pipeline is not timed (the slow test times it)."""
+  return _planned(steps=1, input_batches=0)
 
 
-def test_predicted_epoch_time_is_within_1_5x_of_a_real_run(planned, tmp_path):
+@pytest.mark.slow
+def test_predicted_epoch_time_is_within_1_5x_of_a_real_run(tmp_path):
   """The machine is shared (other jobs come and go), so a pair outside the band is measured once more."""
-  p, ratios = planned, []
+  ratios = []
   for attempt in range(2):
+    p = _planned(steps=5, input_batches=3)
+    assert p.input_images_per_s > 0 and "tfdata pipeline" in p.input_note
     last = train.train_and_evaluate(tiny_config(**RUN), str(tmp_path / f"run{attempt}"))
     real_epoch_s = 60 * last["train/epoch_time_min"]  # from the last logged interval, compile excluded
     ratios.append(p.epoch_s / real_epoch_s)
     if 1 / 1.5 <= ratios[-1] <= 1.5:
       return
-    p = _planned()
   pytest.fail(f"predicted / real epoch time {ratios}, outside [1/1.5, 1.5] twice")
 
 
@@ -61,14 +64,15 @@ def test_flop_figure_is_the_compiled_updates_cost_analysis(planned):
 
 
 def test_a_budget_that_cannot_fit_says_by_how_much_and_what_would(planned):
-  p = plan.Plan(**{**planned.__dict__, "budget_hours": planned.total_s() / 2 / 3600, "alternatives": []})
+  over = (planned.step["compile_s"] + planned.exp.total_steps * planned.step_s / 2) / 3600  # half the steps fit
+  p = plan.Plan(**{**planned.__dict__, "budget_hours": over, "alternatives": []})
   p.alternatives = plan.fitting_alternatives(p, CPU)
   labels = [a[0] for a in p.alternatives]
   assert labels[0] == "fewer epochs" and "lower resolution" in labels
   for _, flags, total, fits in p.alternatives:
     assert flags.startswith("--config.") and total > 0 and fits == (total <= 3600 * p.budget_hours)
   text = "\n".join(plan.report(p))
-  assert re.search(r"DOES NOT FIT the [\d.e-]+ h budget: predicted .*, .* over \(2\.00x\)", text), text
+  assert re.search(r"DOES NOT FIT the [\d.e-]+ h budget: predicted .*, .* over \(1\.\d\dx\)", text), text
   assert "  fewer epochs: --config.total_epochs=" in text and "  lower resolution: --config.data.image_size=" in text
   fits = plan.Plan(**{**planned.__dict__, "budget_hours": 2 * planned.total_s() / 3600})
   assert "fits the" in "\n".join(plan.report(fits)) and "DOES NOT FIT" not in "\n".join(plan.report(fits))
