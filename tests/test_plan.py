@@ -120,6 +120,18 @@ def test_budget_recipes_fit_the_seed_machine_by_their_own_arithmetic(name):
     config_lib.load_config(path, "budget=tonight")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["conservative", "aggressive"])
+def test_budget_recipes_flop_constants_are_the_planners_count(name):
+  """The constant each recipe's arithmetic uses is what the planner counts for it (a ViT-S lowering each)."""
+  path = os.path.join(ROOT, "configs", f"{name}.py")
+  module, cfg = _module(path), config_lib.load_config(path, "budget=8h")
+  flops = plan.model_flops(cfg, CPU, module.SEED_IMAGES_PER_EPOCH)
+  per_image = flops / 1e9 / (cfg.data.batch_size * cfg.optim.grad_accum_steps)
+  assert cfg.data.image_size == module.BUDGET_IMAGE_SIZE
+  assert per_image == pytest.approx(module.BUDGET_GFLOP_PER_IMAGE, rel=0.01)
+
+
 def _module(path):
   import importlib.util  # pylint: disable=g-import-not-at-top
 
