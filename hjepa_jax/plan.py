@@ -83,9 +83,9 @@ class Plan:
   def epoch_s(self):
     return self.exp.steps_per_epoch * self.step_s
 
-  def total_s(self, step_s=None):
-    """The run: every update at `step_s` plus the one compile (evaluations and checkpoints not counted)."""
-    return self.exp.total_steps * (step_s or self.step_s) + self.step["compile_s"]
+  def total_s(self):
+    """The run: every update plus the one compile (evaluations and checkpoints not counted)."""
+    return self.exp.total_steps * self.step_s + self.step["compile_s"]
 
   @property
   def predicted_memory_bytes(self):
@@ -239,29 +239,28 @@ def _flags(flags):
 def fitting_alternatives(plan, plat):
   """[(label, flags, predicted total s, fits)]: fewer epochs (from the measured epoch), then per knob the
   first setting that fits (or the last one tried). A changed update's time is the measured step scaled by
-  the ratio of the model FLOPs (`model_flops`, before XLA's passes; same achieved FLOP/s: optimistic for smaller programs,
-  whose utilisation is usually lower); the input pipeline keeps its measured images/s."""
+  the ratio of the model FLOPs (`model_flops`): the same achieved FLOP/s, optimistic for smaller programs,
+  whose utilisation is usually lower. The input pipeline keeps its measured images/s; none of these
+  changes the number of updates."""
   budget = 3600 * plan.budget_hours
   out = []
   exp, cfg = plan.exp, plan.config
   epochs = max(0.1, math.floor((budget - plan.step["compile_s"]) / plan.epoch_s * 10) / 10)
   total = exp.steps_per_epoch * epochs * plan.step_s + plan.step["compile_s"]
   out.append(("fewer epochs", _flags({"total_epochs": epochs}), total, total <= budget))
-  base = model_flops(cfg, plat, plan.num_examples)
+  if not plan.model_flops:
+    return out  # no cost model on this backend: nothing to scale by
   compute_s = plan.step["step_ms"] / 1e3
   for label, options in _candidates(cfg):
     tried = None
     for flags in options:
-      alt = _override(cfg, flags)
       try:
-        alt_exp, _ = experiment.prepare(alt, plat, num_examples=plan.num_examples)
-        flops = model_flops(alt, plat, plan.num_examples)
+        flops = model_flops(_override(cfg, flags), plat, plan.num_examples)  # validated as a run would be
       except ConfigError:
         continue  # e.g. no mask block fits the smaller grid: not an option
-      step_s = plan.paced(compute_s * flops / base) if flops and base else None
-      if step_s is None:
-        break
-      total = alt_exp.total_steps * step_s + plan.step["compile_s"]
+      if not flops:
+        continue
+      total = exp.total_steps * plan.paced(compute_s * flops / plan.model_flops) + plan.step["compile_s"]
       tried = (label, _flags(flags), total, total <= budget)
       if tried[3]:
         break
