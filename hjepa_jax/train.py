@@ -22,6 +22,7 @@ from hjepa_jax import checkpoint as ckpt_lib
 from hjepa_jax import data as data_lib
 from hjepa_jax import experiment as experiment_lib
 from hjepa_jax import masks as masks_lib
+from hjepa_jax import plan as plan_lib
 from hjepa_jax import platform as platform_lib
 from hjepa_jax import workdir as workdir_lib
 from hjepa_jax import writers
@@ -170,6 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
 
 def _run(config, exp, reader, spec, platform, workdir, cleanup):
+  t_start = time.time()
   logging.info(
     "workdir %s: checkpoints in checkpoints/, log in logs/training.log; watch with: tensorboard --logdir %s",
     os.path.abspath(workdir),
@@ -278,6 +280,8 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
     )
 
   guard = NonfiniteGuard(exp.max_skipped_steps, last_good)
+  # Predicted end from the run's own steps; one warning when it is past time_budget_hours (minutes in, not hours).
+  watch = plan_lib.BudgetWatch(exp.total_steps, start, exp.time_budget_hours, t_start, exp.steps_per_epoch)
   last = {}
   pending = []
   step = start
@@ -310,6 +314,14 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
         last = _log_train(writer, exp, step, pending, t_last, step_last, len(guard.skipped))
         pending = []
         t_last, step_last = time.time(), step
+        known = watch.predicted_end is not None
+        over_budget = watch.update(step, t_last)
+        if over_budget:
+          logging.warning("%s", over_budget)
+        if not known and watch.predicted_end is not None:
+          logging.info(
+            "predicted end of this run: %s", time.strftime("%Y-%m-%d %H:%M", time.localtime(watch.predicted_end))
+          )
 
       eval_metrics = {}
       if eval_now:

@@ -298,3 +298,11 @@ def test_sigkill_at_random_moments_then_resume_finishes(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _steps(workdir)[-1] == total and _inside(workdir, total) == total
+
+
+def test_time_budget_warns_once_in_minutes_not_hours(tmp_path, caplog):
+  """A night that cannot fit is known at the second log step (issue 15): one warning, the run goes on."""
+  train.train_and_evaluate(_config(time_budget_hours=1e-6), str(tmp_path / "run"))
+  warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("time budget:")]
+  assert len(warnings) == 1 and "over time_budget_hours=1e-06" in warnings[0], warnings
+  assert "predicted end of this run" in caplog.text
