@@ -28,6 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Run length and periodic actions: set *_epochs, or *_steps (which then wins).
   c.total_epochs = 50.0
   c.total_steps = config_dict.placeholder(int)
+  c.time_budget_hours = config_dict.placeholder(float)  # warn once if the predicted run is longer (launch/plan.py)
   c.log_every_steps = 50
   c.log_mask_images = True  # TensorBoard images of context/target masks at each eval
   c.ckpt_every_epochs = 1.0

@@ -8,10 +8,12 @@ No jax import at module level: launch/benchmark.py's parent process reads this t
 """
 
 import dataclasses
+import math
 import re
 import subprocess
 import sys
 
+from hjepa_jax.config import ConfigError
 from hjepa_jax.platform import APPLE_BACKENDS
 
 
@@ -98,6 +100,34 @@ def peak_flops(name, dtype):
   if tflops is None:
     return None, chip, f"{chip.name} has no {dtype} peak in the table ({chip.float32_basis})"
   return tflops * 1e12, chip, ""
+
+
+# The utilisation at which a chip's time is predicted from a FLOP count (launch/plan.py --chip, the configs'
+# budget recipes). An assumption, not a measurement (no Apple GPU has run this step in this project): large
+# float32 GEMMs reach roughly 80% of an M1-family GPU's ALU peak (philipturner/metal-benchmarks), and a ViT
+# training step (attention, norms, a narrow predictor, many small kernels) gets about half its GEMM rate.
+PLANNING_UTILISATION = 0.4
+
+
+def budget_hours(text):
+  """A config's `budget=` argument: "8h" or "8" -> 8.0; "" -> None (no budget)."""
+  if not text:
+    return None
+  try:
+    hours = float(text[:-1] if text.endswith("h") else text)
+  except ValueError:
+    hours = -1.0
+  if not hours > 0:
+    raise ConfigError(f"config argument 'budget' needs hours, e.g. budget=8h; got budget={text!r}")
+  return hours
+
+
+def epochs_within(hours, gflop_per_image, images_per_epoch, chip, *, share, most):
+  """Whole epochs of `gflop_per_image` that fit `share` of `hours` on `chip` at PLANNING_UTILISATION of its
+  float32 peak (at most `most`): a budget recipe's arithmetic."""
+  rate = find_chip(chip).float32_tflops * 1e12 * PLANNING_UTILISATION
+  epoch_s = gflop_per_image * 1e9 * images_per_epoch / rate
+  return float(min(most, math.floor(share * hours * 3600 / epoch_s)))
 
 
 def mfu(flops_per_step, step_s, peak):

@@ -48,6 +48,7 @@ class Experiment:
   global_batch: int  # micro_batch * grad_accum_steps: images per update
   steps_per_epoch: int
   total_steps: int
+  time_budget_hours: float | None  # unset: no budget check (plan.BudgetWatch)
   log_every: int
   log_mask_images: bool
   ckpt_every: int
@@ -416,6 +417,8 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
   require(0 <= cfg.seed < 2**32, "seed", f"must be in [0, 2**32) (a 32-bit PRNG seed), got {cfg.seed}")
   total = config_lib.resolve_steps(cfg, "total", steps_per_epoch)
   warmup = warmup_steps(cfg, steps_per_epoch, total)
+  budget = cfg.time_budget_hours
+  require(budget is None or budget > 0, "time_budget_hours", f"must be > 0 hours (or unset), got {budget}")
   require(cfg.log_every_steps >= 1, "log_every_steps", f"must be >= 1, got {cfg.log_every_steps}")
   require(
     cfg.keep_checkpoints >= 1,
@@ -434,6 +437,7 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
     global_batch=global_batch,
     steps_per_epoch=steps_per_epoch,
     total_steps=total,
+    time_budget_hours=budget,
     log_every=cfg.log_every_steps,
     log_mask_images=cfg.log_mask_images,
     ckpt_every=ckpt_every,
@@ -444,11 +448,12 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
   )
 
 
-def prepare(config, platform=None):
+def prepare(config, platform=None, num_examples=None):
   """(Experiment, ConfigReader): the config checked against the schema, every key read, nothing compiled.
 
   Fails with a ConfigError (or DataError) naming the key on unknown keys, wrong types, bad values and
-  keys no code reads. Any other exception is a bug and keeps its traceback.
+  keys no code reads. Any other exception is a bug and keeps its traceback. `num_examples` (an epoch's
+  size) skips loading the data to count it: the planner passes the catalogue's figure for absent data.
   """
   from hjepa_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from hjepa_jax.data.validate import check_data_config  # pylint: disable=g-import-not-at-top
@@ -457,6 +462,7 @@ def prepare(config, platform=None):
   platform = platform or platform_lib.detect()
   reader = config_lib.ConfigReader(config)
   check_data_config(reader.data)
-  exp = build_experiment(reader, data_lib.pretrain_num_examples(reader.data), platform)
+  num_examples = num_examples or data_lib.pretrain_num_examples(reader.data)
+  exp = build_experiment(reader, num_examples, platform)
   reader.assert_all_read()
   return exp, reader

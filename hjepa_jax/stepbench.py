@@ -57,24 +57,42 @@ def _memory_analysis(compiled):
   return {f"xla_{n}_bytes": int(getattr(stats, f"{n}_size_in_bytes")) for n in names if stats is not None}
 
 
-def measure_step(cfg, *, steps, warmup, plat=None):
+def _step_program(cfg, spec, plat):
+  """(jitted step, optimizer) of `spec` as a run jits it (state donated where the backend honours it)."""
+  init_rng, _ = experiment.init_rngs(cfg.seed)
+  tx = make_optimizer(spec.optim, jax.eval_shape(spec.model.init, init_rng))
+  return jax.jit(make_train_step(spec, tx), donate_argnums=(0,) if plat.donate else ()), tx
+
+
+def lowered_flops(cfg, spec, plat=None):
+  """XLA's FLOP count of the update of `spec` before its passes, from abstract inputs: traced and lowered,
+  never compiled or run, so it costs seconds even for a large model (None without a cost model)."""
+  plat = plat or platform_lib.detect()
+  step, tx = _step_program(cfg, spec, plat)
+  init_rng, step_rng = experiment.init_rngs(cfg.seed)
+  state = jax.eval_shape(lambda r: init_state(spec.model, tx, r), init_rng)
+  batch = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), synthetic_batch(cfg, spec))
+  return _flops(step.lower(state, batch, step_rng))
+
+
+def measure_step(cfg, *, steps, warmup, plat=None, spec=None):
   """Compiles and times the update of `cfg`; returns a dict of plain numbers.
 
   Raises ConfigError (a PlatformError for a setting this backend cannot run) before compiling anything.
   The step time is the median of `steps` calls after `warmup` untimed ones, each waited for
-  (block_until_ready), on a batch already on the device.
+  (block_until_ready), on a batch already on the device. `spec`: the run's own StepSpec (its real
+  schedules; `cfg` already checked, e.g. by `experiment.prepare`); by default one is built from `cfg`.
   """
   plat = plat or platform_lib.detect()
-  config_lib.check_schema(cfg)
-  plat.check_dtype(cfg.model.dtype)
-  plat.check_attention(cfg.model.fused_attention, cfg.model.attention_impl)
-  spec = experiment.step_spec(cfg, total_steps=NOMINAL_STEPS, warmup_steps=NOMINAL_WARMUP)
-  model = spec.model
+  if spec is None:
+    config_lib.check_schema(cfg)
+    plat.check_dtype(cfg.model.dtype)
+    plat.check_attention(cfg.model.fused_attention, cfg.model.attention_impl)
+    spec = experiment.step_spec(cfg, total_steps=NOMINAL_STEPS, warmup_steps=NOMINAL_WARMUP)
   init_rng, step_rng = experiment.init_rngs(cfg.seed)
-  tx = make_optimizer(spec.optim, jax.eval_shape(model.init, init_rng))
-  state = jax.jit(lambda r: init_state(model, tx, r))(init_rng)
+  step, tx = _step_program(cfg, spec, plat)
+  state = jax.jit(lambda r: init_state(spec.model, tx, r))(init_rng)
   batch = jax.device_put(synthetic_batch(cfg, spec))
-  step = jax.jit(make_train_step(spec, tx), donate_argnums=(0,) if plat.donate else ())
 
   t0 = time.perf_counter()
   lowered = step.lower(state, batch, step_rng)

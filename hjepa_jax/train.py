@@ -22,6 +22,7 @@ from hjepa_jax import checkpoint as ckpt_lib
 from hjepa_jax import data as data_lib
 from hjepa_jax import experiment as experiment_lib
 from hjepa_jax import masks as masks_lib
+from hjepa_jax import plan as plan_lib
 from hjepa_jax import platform as platform_lib
 from hjepa_jax import workdir as workdir_lib
 from hjepa_jax import writers
@@ -170,6 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
 
 def _run(config, exp, reader, spec, platform, workdir, cleanup):
+  t_start = time.time()
   logging.info(
     "workdir %s: checkpoints in checkpoints/, log in logs/training.log; watch with: tensorboard --logdir %s",
     os.path.abspath(workdir),
@@ -278,6 +280,8 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
     )
 
   guard = NonfiniteGuard(exp.max_skipped_steps, last_good)
+  # Predicted end from the run's own steps; one warning when it is past time_budget_hours (minutes in, not hours).
+  watch = plan_lib.BudgetWatch(exp.total_steps, start, exp.time_budget_hours, t_start, exp.steps_per_epoch)
   last = {}
   pending = []
   step = start
@@ -310,6 +314,14 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
         last = _log_train(writer, exp, step, pending, t_last, step_last, len(guard.skipped))
         pending = []
         t_last, step_last = time.time(), step
+        known = watch.predicted_end is not None
+        over_budget = watch.update(step, t_last)
+        if over_budget:
+          logging.warning("%s", over_budget)
+        if not known and watch.predicted_end is not None:
+          logging.info(
+            "predicted end of this run: %s", time.strftime("%Y-%m-%d %H:%M", time.localtime(watch.predicted_end))
+          )
 
       eval_metrics = {}
       if eval_now:
@@ -349,25 +361,23 @@ def _log_train(writer, exp, step, pending, t_last, step_last, skipped):
     k: float(np.mean(v)) for k, v in jax.tree_util.tree_map(lambda *xs: np.stack(xs), *jax.device_get(pending)).items()
   }
   bad = int(round(summary.pop("nonfinite") * len(pending)))
-  steps_per_s = (step - step_last) / max(time.time() - t_last, 1e-9)
-  summary.update(
-    {
-      "steps_per_sec": steps_per_s,
-      "images_per_sec": steps_per_s * exp.global_batch,
-      "epoch": step / exp.steps_per_epoch,
-      "epoch_time_min": exp.steps_per_epoch / max(steps_per_s, 1e-9) / 60,
-      "peak_memory_mb": platform_lib.peak_memory_mb(),
-    }
-  )
+  summary["epoch"] = step / exp.steps_per_epoch
+  summary["peak_memory_mb"] = platform_lib.peak_memory_mb()
+  rate = "throughput from the next log on (this window held only the compile)"
+  if step > step_last:  # the first step's window is the compile: no rate from it
+    steps_per_s = (step - step_last) / max(time.time() - t_last, 1e-9)
+    summary["steps_per_sec"] = steps_per_s
+    summary["images_per_sec"] = steps_per_s * exp.global_batch
+    summary["epoch_time_min"] = exp.steps_per_epoch / max(steps_per_s, 1e-9) / 60
+    eta = (exp.total_steps - step) / max(steps_per_s, 1e-9)
+    rate = f"{summary['images_per_sec']:.1f} img/s | {steps_per_s:.2f} steps/s | ETA {_fmt_duration(eta)}"
   if bad or skipped:
     summary["nonfinite_steps"] = bad
     summary["skipped_steps_total"] = skipped
   last = {f"train/{k}": v for k, v in summary.items()}
   writer.write_scalars(step, last)
-  eta = (exp.total_steps - step) / max(steps_per_s, 1e-9)
   logging.info(
-    "step %d/%d | epoch %.2f/%.1f | loss %.4f | lr %.3g | grad_norm %.3g | feat_std %.3f | "
-    "%.1f img/s | %.2f steps/s | ETA %s",
+    "step %d/%d | epoch %.2f/%.1f | loss %.4f | lr %.3g | grad_norm %.3g | feat_std %.3f | %s",
     step,
     exp.total_steps,
     summary["epoch"],
@@ -376,8 +386,6 @@ def _log_train(writer, exp, step, pending, t_last, step_last, skipped):
     summary["lr"],
     summary["grad_norm"],
     summary["feature_variance"],
-    summary["images_per_sec"],
-    steps_per_s,
-    _fmt_duration(eta),
+    rate,
   )
   return last

@@ -89,26 +89,6 @@ def test_skipped_updates_are_bounded_counted_and_keep_names_true(tmp_path, monke
   assert _steps(str(tmp_path / "bounded")) == [3]
 
 
-def test_skipped_update_leaves_the_state_but_advances_the_step():
-  """In the jitted step: NaN images give back params, target and optimizer state bit for bit, step + 1."""
-  from hjepa_jax import experiment
-  from hjepa_jax.optim import make_optimizer
-  from hjepa_jax.platform import Platform
-  from hjepa_jax.train_step import make_train_step
-
-  exp, _ = experiment.prepare(_config(), Platform("cpu", "cpu", 1, 1))
-  spec = exp.step_spec
-  tx = make_optimizer(spec.optim, jax.eval_shape(spec.model.init, jax.random.PRNGKey(0)))
-  state = init_state(spec.model, tx, jax.random.PRNGKey(0))
-  size = spec.model.image_size
-  batch = {"image": np.full((8, size, size, 3), np.nan, np.float32)}
-  new, metrics = jax.jit(make_train_step(spec, tx))(state, batch, jax.random.PRNGKey(1))
-  assert float(metrics["nonfinite"]) == 1.0 and int(new["step"]) == 1
-  jax.tree_util.tree_map(
-    np.testing.assert_array_equal, *(dict(s, step=0) for s in (jax.device_get(new), jax.device_get(state)))
-  )
-
-
 # ---------------------------------------------------------------------------------------------
 # Damaged checkpoints.
 # ---------------------------------------------------------------------------------------------
@@ -318,3 +298,11 @@ def test_sigkill_at_random_moments_then_resume_finishes(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _steps(workdir)[-1] == total and _inside(workdir, total) == total
+
+
+def test_time_budget_warns_once_in_minutes_not_hours(tmp_path, caplog):
+  """A night that cannot fit is known at the second log step (issue 15): one warning, the run goes on."""
+  train.train_and_evaluate(_config(time_budget_hours=1e-6), str(tmp_path / "run"))
+  warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("time budget:")]
+  assert len(warnings) == 1 and "over time_budget_hours=1e-06" in warnings[0], warnings
+  assert "predicted end of this run" in caplog.text
