@@ -137,6 +137,9 @@ def check_start(config, workdir):
   or TensorFlow is imported; a mistake exits with one line."""
   from hjepa_jax import experiment  # pylint: disable=g-import-not-at-top  (imports jax: not before tune_host)
 
+  from hjepa_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
   with user_errors():  # PlatformError is a ConfigError
     config_lib.check_workdir(workdir)
+    workdir_lib.check_free(workdir)  # a live run there: refused now, not after the data is counted
     experiment.prepare(config)

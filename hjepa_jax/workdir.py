@@ -43,24 +43,40 @@ def _describe(info):
   return f"pid {info.get('pid')} on host {info.get('host')}, started {info.get('started')}: {info.get('command')}"
 
 
+def _try_lock(fd, workdir):
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError as e:
+    if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+      raise
+    info = _holder(fd)
+    pid = info.get("pid") if info else None
+    stop = f" (`kill -TERM {pid}` makes it save and exit)" if pid and info.get("host") == socket.gethostname() else ""
+    raise WorkdirLocked(
+      f"{workdir} is in use by another run: {_describe(info)}. Wait for it to finish, stop it{stop}, "
+      "or give this run another --workdir."
+    ) from None
+
+
+def check_free(workdir):
+  """Raises WorkdirLocked when a live run holds `workdir` (a quick look at start-up; `exclusive` takes it)."""
+  path = os.path.join(workdir, LOCK_NAME)
+  if not os.path.exists(path):
+    return
+  fd = os.open(path, os.O_RDWR)
+  try:
+    _try_lock(fd, workdir)
+  finally:
+    os.close(fd)  # releases the probe's lock, if it got one
+
+
 @contextlib.contextmanager
 def exclusive(workdir):
   """Holds `workdir` for this process; raises WorkdirLocked when another live process holds it."""
   path = os.path.join(workdir, LOCK_NAME)
   fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
   try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-        raise
-      info = _holder(fd)
-      pid = info.get("pid") if info else None
-      stop = f" (`kill -TERM {pid}` makes it save and exit)" if pid and info.get("host") == socket.gethostname() else ""
-      raise WorkdirLocked(
-        f"{workdir} is in use by another run: {_describe(info)}. Wait for it to finish, stop it{stop}, "
-        "or give this run another --workdir."
-      ) from None
+    _try_lock(fd, workdir)
     stale = _holder(fd)
     if stale:
       logging.warning("taking over %s from a run that did not exit cleanly (%s)", path, _describe(stale))

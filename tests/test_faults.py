@@ -240,6 +240,8 @@ def test_live_run_refused_stale_lock_taken_over(tmp_path, caplog):
     with pytest.raises(workdir_lib.WorkdirLocked, match=rf"in use by another run: pid {holder.pid} on host"):
       train.train_and_evaluate(tiny_config(total_steps=2), workdir)
     assert not os.path.exists(os.path.join(workdir, "checkpoints"))  # refused before touching anything
+    with pytest.raises(workdir_lib.WorkdirLocked, match=str(holder.pid)):
+      workdir_lib.check_free(workdir)  # the launcher's early look, before the data is counted
   finally:
     holder.kill()  # SIGKILL: no clean release, the lock file still names it
     holder.wait()
