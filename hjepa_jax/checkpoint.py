@@ -11,10 +11,14 @@ Nothing a failure does may cost the last good checkpoint:
   model or optimizer is not damage: that fails at once, naming what differs, and moves nothing.
 """
 
+import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
+import sys
+import tempfile
 import time
 
 import jax
@@ -65,12 +69,19 @@ def _shapes(tree):
   return sorted(tuple(x.shape) for x in jax.tree_util.tree_leaves(tree))
 
 
-def _os_error(e):
-  """The OSError behind `e` (orbax wraps I/O failures in ValueError and others), or None."""
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+
+
+def _io_errno(e):
+  """The errno behind a failed write, or None. Orbax wraps OSErrors; tensorstore raises ValueError("...
+  RESOURCE_EXHAUSTED ... No space left on device [os_error_code='28']"), so the chain's messages are read too."""
   seen = set()
   while e is not None and id(e) not in seen:
-    if isinstance(e, OSError):
-      return e
+    if isinstance(e, OSError) and e.errno:
+      return e.errno
+    code = _OS_ERROR_CODE.search(str(e))
+    if code:
+      return int(code.group(1))
     seen.add(id(e))
     e = e.__cause__ or e.__context__
   return None
@@ -202,29 +213,89 @@ class Checkpointer:
     return kept
 
   def _write(self, manager, step, save):
+    with _stderr_captured() as noise:  # a failing orbax save prints hundreds of tracebacks from its threads
+      try:
+        save()
+        error = None
+      except Exception as e:  # noqa: BLE001  orbax wraps I/O errors; only those are the user's to fix
+        error = e
+        _settle(manager)  # its threads go on failing for a moment: let that land in the capture too
+    code = None if error is None else _io_errno(error)
+    if code is None:
+      sys.stderr.write(noise())  # a good save (or a bug, re-raised): whatever was printed, as it was
+      if error is not None:
+        raise error
+      return
+    details = self._keep_details(noise())
+    _remove_partial(str(manager.directory), step)
+    last = self.latest.latest_step()
+    kept = f"the last complete checkpoint is step {last}" if last is not None else "no checkpoint was completed yet"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+      what = f"no space left in {manager.directory}"
+    else:
+      what = f"writing {manager.directory}/{step} failed ({os.strerror(code)})"
+    raise CheckpointError(
+      f"{what} while saving checkpoint {step}; {kept} and is intact. Free space (or fix the mount) and "
+      f"rerun the same command to resume. {details}"
+    ) from error
+
+  def _keep_details(self, text):
+    """Orbax's tracebacks of a failed save go to a file (if the disk takes it), not over the message."""
+    if not text.strip():
+      return ""
+    path = os.path.join(self.workdir, "logs", "checkpoint_failure.log")
     try:
-      save()
-    except Exception as e:  # noqa: BLE001  orbax wraps I/O errors; only those are the user's to fix
-      cause = _os_error(e)
-      if cause is None:
-        raise
-      _remove_partial(str(manager.directory), step)
-      last = self.latest.latest_step()
-      kept = f"the last complete checkpoint is step {last}" if last is not None else "no checkpoint was completed yet"
-      if cause.errno in (errno.ENOSPC, errno.EDQUOT):
-        what = f"no space left in {manager.directory}"
-      else:
-        what = f"writing {manager.directory}/{step} failed ({cause})"
-      raise CheckpointError(
-        f"{what} while saving checkpoint {step}; {kept} and is intact. Free space (or fix the mount) and "
-        "rerun the same command to resume."
-      ) from e
+      with open(path, "a") as f:
+        f.write(text)
+      return f"(orbax's own {text.count('Traceback')} tracebacks: {path})"
+    except OSError:
+      return f"(orbax printed {text.count('Traceback')} tracebacks; the full disk did not take them)"
 
   def close(self):
     for m in (self.latest, self.best):
       if m is not None:
         m.wait_until_finished()
         m.close()
+
+
+def _settle(manager, seconds=1.0):
+  try:
+    manager.wait_until_finished()
+  except Exception:  # noqa: BLE001  the same failure again; it is reported once, by the caller
+    pass
+  time.sleep(seconds)
+
+
+@contextlib.contextmanager
+def _stderr_captured():
+  """Points file descriptor 2 (Python, C++ and orbax's threads alike) at an in-memory file for the block.
+
+  Yields a function returning what was written. In memory, not on disk: the disk may be the full one.
+  """
+  sys.stderr.flush()
+  try:
+    fd = os.memfd_create("hjepa-save-stderr")
+  except (AttributeError, OSError):  # not Linux
+    with tempfile.TemporaryFile() as tmp:
+      fd = os.dup(tmp.fileno())
+  saved = os.dup(2)
+  text = []
+
+  def read():
+    if not text:
+      os.lseek(fd, 0, os.SEEK_SET)
+      text.append(os.read(fd, 1 << 24).decode(errors="replace"))
+    return text[0]
+
+  os.dup2(fd, 2)
+  try:
+    yield read
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    read()
+    os.close(fd)
 
 
 def _remove_partial(directory, step):
