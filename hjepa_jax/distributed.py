@@ -3,9 +3,9 @@
 Each process of a run is started with the same command plus where the coordinator (process 0) listens,
 how many processes there are and which one this is: `--coordinator_address=HOST:PORT --num_processes=N
 --process_id=I`, or `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID` (a flag wins over its
-variable). jax itself reads only JAX_COORDINATOR_ADDRESS (and detects SLURM, Open MPI, ... clusters); the
-other two variables are ours, so a plain `ssh host env ... python launch/main.py` works anywhere. With
-neither flag nor variable for the number of processes (or 1), nothing is initialised: a one-process run.
+variable). jax itself reads only JAX_COORDINATOR_ADDRESS; the other two variables are ours, so a plain
+`ssh host env ... python launch/main.py` works anywhere. With neither flag nor variable for the number of
+processes (or 1), nothing is initialised: a one-process run (jax's SLURM/Open MPI detection is not used).
 
 Initialisation must come before anything asks jax for its devices. On CPU the processes exchange
 gradients through gloo (jax >= 0.5 ships it; jax 0.5.0 defaults to no CPU collectives at all).
