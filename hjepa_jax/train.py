@@ -43,7 +43,12 @@ class TrainingDiverged(RunError):
 
 def _setup_logging(workdir):
   os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
-  handler = logging.FileHandler(os.path.join(workdir, "logs", "training.log"))
+  # One log per run: process 0's (the others log to stderr only; with several hosts they would interleave).
+  handler = (
+    logging.FileHandler(os.path.join(workdir, "logs", "training.log"))
+    if jax.process_index() == 0
+    else logging.NullHandler()
+  )
   handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   root = logging.getLogger()
   root.addHandler(handler)
