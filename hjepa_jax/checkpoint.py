@@ -181,6 +181,9 @@ class Checkpointer:
       other.close()
 
   def _move_aside(self, step, why):
+    if jax.process_index() > 0:  # one process moves; the others restore the same older step
+      logging.warning("checkpoint %d does not restore (%s); process 0 moves it aside", step, why)
+      return
     dest_root = os.path.join(self.workdir, DAMAGED)
     os.makedirs(dest_root, exist_ok=True)
     dest = os.path.join(dest_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -227,7 +230,8 @@ class Checkpointer:
         raise error
       return
     details = self._keep_details(noise())
-    _remove_partial(str(manager.directory), step)
+    if jax.process_index() == 0:
+      _remove_partial(str(manager.directory), step)
     last = self.latest.latest_step()
     kept = f"the last complete checkpoint is step {last}" if last is not None else "no checkpoint was completed yet"
     if code in (errno.ENOSPC, errno.EDQUOT):
