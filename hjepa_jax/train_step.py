@@ -205,20 +205,22 @@ def leaf_histograms(tree, bins=HISTOGRAM_BINS):
   """{"counts": int32 (L, bins), "min": (L,), "max": (L,)} over each leaf's finite values.
 
   Bin j is [min + j w, min + (j+1) w) with w = (max - min) / bins, the last one closed; a constant leaf has all its
-  values in the last bin. Counted by comparison with the bin edges (a reduction, no scatter), cheap on any backend.
+  values in the last bin. All leaves go through one concatenated vector and three segment reductions: a fixed
+  handful of ops whatever the number of leaves (one reduction pair per leaf doubled the compile of a 4-block
+  train_step on CPU and ran 4x slower).
   """
-  counts, lows, highs = [], [], []
-  for x in jax.tree_util.tree_leaves(tree):
-    x = x.astype(jnp.float32).ravel()
-    finite = jnp.isfinite(x)
-    lo, hi = jnp.min(jnp.where(finite, x, jnp.inf)), jnp.max(jnp.where(finite, x, -jnp.inf))
-    inner = lo + (hi - lo) * jnp.arange(1, bins, dtype=jnp.float32) / bins  # the bins - 1 inner edges
-    below = jnp.sum((x[:, None] < inner[None]) & finite[:, None], axis=0, dtype=jnp.int32)
-    cum = jnp.concatenate([jnp.zeros([1], jnp.int32), below, jnp.sum(finite, dtype=jnp.int32)[None]])
-    counts.append(jnp.diff(cum))
-    lows.append(lo)
-    highs.append(hi)
-  return {"counts": jnp.stack(counts), "min": jnp.stack(lows), "max": jnp.stack(highs)}
+  leaves = [x.astype(jnp.float32).ravel() for x in jax.tree_util.tree_leaves(tree)]
+  n = len(leaves)
+  leaf = jnp.concatenate([jnp.full(x.size, i, jnp.int32) for i, x in enumerate(leaves)])  # sorted leaf ids
+  x = jnp.concatenate(leaves)
+  finite = jnp.isfinite(x)
+  lo = jax.ops.segment_min(jnp.where(finite, x, jnp.inf), leaf, n, indices_are_sorted=True)
+  hi = jax.ops.segment_max(jnp.where(finite, x, -jnp.inf), leaf, n, indices_are_sorted=True)
+  width = hi - lo
+  pos = jnp.where(width[leaf] > 0, (x - lo[leaf]) / jnp.where(width > 0, width, 1.0)[leaf] * bins, bins - 1)
+  slot = leaf * bins + jnp.clip(pos, 0, bins - 1).astype(jnp.int32)
+  counts = jax.ops.segment_sum(finite.astype(jnp.int32), slot, n * bins).reshape(n, bins)
+  return {"counts": counts, "min": lo, "max": hi}
 
 
 def make_train_step(spec: StepSpec, optimizer, histogram_every=0):
