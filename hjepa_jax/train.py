@@ -278,7 +278,8 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
     received = maps_lib.attention_maps(weights, model.grid)[:, 0].mean(1)  # (B, gh, gw)
     writer.write_images(at_step, {"eval/attention": heat_overlay(attention_images, received)})
 
-  histogram_names = {"params": leaf_names(params_shape), "grads": leaf_names(params_shape)}
+  leaves = leaf_names(params_shape)  # gradients have the params' structure
+  histogram_names = {"params": leaves, "grads": leaves}
 
   # The masks train_step draws at a given step, recomputed for a few images (for TensorBoard).
   mask_fn = jax.jit(lambda r, s: masks_lib.sample_masks(jax.random.fold_in(r, s), 4, spec.masks))

@@ -193,3 +193,19 @@ def test_success_is_the_minimum_tier():
   assert report.success([row("Minimum", report.PASS), row("Target", report.FAIL)]) == "Yes"
   assert report.success([row("Minimum", report.PASS), row("Minimum", report.FAIL)]) == "No"
   assert report.success([row("Minimum", report.PASS), row("Minimum", report.UNKNOWN)]) == "undetermined"
+
+
+def test_log_facts_sum_the_sessions_of_a_resumed_run():
+  lines = [
+    "2026-01-01 10:00:00,000 INFO workdir /w: checkpoints in checkpoints/, log in logs/training.log; watch ...",
+    "2026-01-01 10:00:00,100 INFO backend gpu (NVIDIA H200) x 1 devices, 1 process(es)",
+    "2026-01-01 10:00:30,000 INFO train_step compiled and ran step 1 in 25.0 s",
+    "2026-01-01 11:00:00,000 INFO stopped by SIGINT at step 500; checkpoint saved. Run the same command to resume.",
+    "2026-01-01 12:00:00,000 INFO workdir /w: checkpoints in checkpoints/, log in logs/training.log; watch ...",
+    "2026-01-01 12:00:20,000 INFO train_step compiled and ran step 501 in 15.5 s",
+    "2026-01-01 12:30:00,000 INFO training finished at step 1000",
+  ]
+  facts = report._log_facts("\n".join(lines))  # pylint: disable=protected-access
+  assert facts["wall_s"] == 5400  # 1 h + 30 min; the hour between the sessions is not training
+  assert facts["compile_s"] == [25.0, 15.5]
+  assert facts["backend"] == "gpu (NVIDIA H200) x 1 device(s), 1 process(es)"
