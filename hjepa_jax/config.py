@@ -31,6 +31,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.time_budget_hours = config_dict.placeholder(float)  # warn once if the predicted run is longer (launch/plan.py)
   c.log_every_steps = 50
   c.log_mask_images = True  # TensorBoard images of context/target masks at each eval
+  # TensorBoard histograms of every parameter (params/...) and pre-clip gradient (grads/...) leaf every N steps;
+  # 0 turns them off (train_step then computes nothing extra). 500: a few dozen snapshots over an overnight run;
+  # the binning runs inside train_step only at those steps (a lax.cond), so other steps cost the same.
+  c.histogram_every_steps = 500
   c.ckpt_every_epochs = 1.0
   c.ckpt_every_steps = config_dict.placeholder(int)
   c.keep_checkpoints = 3  # newest k kept; the best is kept apart in best/
@@ -51,6 +55,13 @@ def base_config() -> ml_collections.ConfigDict:
   # Encoders scored at each evaluation: "target" (EMA; eval/knn_top1_k20 ...), "online" (the context
   # encoder; eval/online/...), "init" (the run's step-0 encoder, scored once: eval/init/..., the baseline).
   c.eval.encoders = ("target", "online")
+  # TensorBoard images of the target encoder's last-block attention (mean over heads and queries: the attention
+  # each patch receives) on the first N images of the eval test split, the same images at every evaluation; 0: off.
+  c.eval.attention_images = 4
+
+  # WORKDIR/report.md at the end of training (launch/report.py rewrites it): the seed guide's success criteria
+  # of which recipe are ticked, "conservative" | "aggressive" | "none".
+  c.report = ml_collections.ConfigDict(dict(criteria="none"))
 
   c.model = ml_collections.ConfigDict()
   c.model.variant = "S/16"  # Ti|S|M|B|L|H / patch; "" to give all dims below

@@ -22,6 +22,7 @@ from hjepa_jax.model.fpn import FUSIONS
 from hjepa_jax.model.predictor import LAYOUTS
 from hjepa_jax.model.vit import ATTENTION_IMPLS, DTYPES, REMAT_POLICIES, VARIANTS, parse_variant
 from hjepa_jax.optim import EMA_SCHEDULES, OptimSpec
+from hjepa_jax.report import CRITERIA
 from hjepa_jax.train_step import StepSpec, ViewLosses
 
 MAX_HIERARCHIES = 4
@@ -38,6 +39,7 @@ class EvalSchedule:
   seed: int  # the run's seed: the "init" encoder is the step-0 encoder train.py initialises
   best_metric: str
   best_mode: str
+  attention_images: int  # TensorBoard attention maps of this many fixed test images at each evaluation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Experiment:
   time_budget_hours: float | None  # unset: no budget check (plan.BudgetWatch)
   log_every: int
   log_mask_images: bool
+  histogram_every: int  # 0: no parameter / gradient histograms
+  report_criteria: str  # the seed guide's criteria report.md ticks (hjepa_jax/report.py)
   ckpt_every: int
   keep_checkpoints: int
   resume: str
@@ -380,6 +384,11 @@ def eval_schedule(cfg, steps_per_epoch) -> EvalSchedule:
   cap = cfg.data.eval_max_examples
   max_examples = min(e.max_examples, cap) if cap else e.max_examples
   require(
+    0 <= e.attention_images <= min(max_examples, 64),
+    "eval.attention_images",
+    f"must be in [0, {min(max_examples, 64)}] (at most 64 and eval.max_examples), got {e.attention_images}",
+  )
+  require(
     max(knn_ks) <= max_examples,
     "eval.knn_ks",
     f"k-NN with k={max(knn_ks)} needs at least that many examples, but eval.max_examples / "
@@ -394,6 +403,7 @@ def eval_schedule(cfg, steps_per_epoch) -> EvalSchedule:
     seed=cfg.seed,
     best_metric=best,
     best_mode=cfg.best_mode,
+    attention_images=e.attention_images,
   )
 
 
@@ -421,6 +431,10 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
   require(budget is None or budget > 0, "time_budget_hours", f"must be > 0 hours (or unset), got {budget}")
   require(cfg.log_every_steps >= 1, "log_every_steps", f"must be >= 1, got {cfg.log_every_steps}")
   require(
+    cfg.histogram_every_steps >= 0, "histogram_every_steps", f"must be >= 0 (0: off), got {cfg.histogram_every_steps}"
+  )
+  require(cfg.report.criteria in CRITERIA, "report.criteria", f"{cfg.report.criteria!r} is not one of {CRITERIA}")
+  require(
     cfg.keep_checkpoints >= 1,
     "keep_checkpoints",
     f"must be >= 1 (the newest k checkpoints are kept; 0 would delete every one), got {cfg.keep_checkpoints}",
@@ -440,6 +454,8 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
     time_budget_hours=budget,
     log_every=cfg.log_every_steps,
     log_mask_images=cfg.log_mask_images,
+    histogram_every=cfg.histogram_every_steps,
+    report_criteria=cfg.report.criteria,
     ckpt_every=ckpt_every,
     keep_checkpoints=cfg.keep_checkpoints,
     resume=cfg.resume,

@@ -24,12 +24,14 @@ from hjepa_jax import experiment as experiment_lib
 from hjepa_jax import masks as masks_lib
 from hjepa_jax import plan as plan_lib
 from hjepa_jax import platform as platform_lib
+from hjepa_jax import report as report_lib
 from hjepa_jax import workdir as workdir_lib
 from hjepa_jax import writers
 from hjepa_jax.errors import RunError
 from hjepa_jax.optim import make_optimizer
-from hjepa_jax.tools.overlay import mask_overlay
-from hjepa_jax.train_step import init_state, make_train_step
+from hjepa_jax.tools import maps as maps_lib
+from hjepa_jax.tools.overlay import heat_overlay, mask_overlay
+from hjepa_jax.train_step import init_state, leaf_names, make_train_step
 
 
 class TrainingDiverged(RunError):
@@ -256,7 +258,7 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
 
   # The update: one compile for the whole run.
   train_step = jax.jit(
-    make_train_step(spec, tx),
+    make_train_step(spec, tx, histogram_every=exp.histogram_every),
     in_shardings=(replicated, data_sharding, replicated),
     out_shardings=(replicated, replicated),
     donate_argnums=(0,) if platform.donate else (),
@@ -267,6 +269,17 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
     from hjepa_jax.evaluation.online import OnlineEvaluator  # pylint: disable=g-import-not-at-top
 
     evaluator = OnlineEvaluator(model, reader.data, exp.eval)
+  # The same first images of the evaluation test split at every evaluation, for the attention maps.
+  attention_images = evaluator.splits["test"][0][: exp.eval.attention_images] if evaluator else None
+
+  def log_attention(at_step, target_params):
+    """The target encoder's last-block attention each patch receives (mean over queries and heads)."""
+    weights = maps_lib.attention_weights(model, target_params, attention_images)  # (B, 1, heads, N, N)
+    received = maps_lib.attention_maps(weights, model.grid)[:, 0].mean(1)  # (B, gh, gw)
+    writer.write_images(at_step, {"eval/attention": heat_overlay(attention_images, received)})
+
+  leaves = leaf_names(params_shape)  # gradients have the params' structure
+  histogram_names = {"params": leaves, "grads": leaves}
 
   # The masks train_step draws at a given step, recomputed for a few images (for TensorBoard).
   mask_fn = jax.jit(lambda r, s: masks_lib.sample_masks(jax.random.fold_in(r, s), 4, spec.masks))
@@ -301,6 +314,9 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
         t_compile = time.time()
       state, metrics = train_step(state, batch, step_rng)
       step += 1
+      histograms = metrics.pop("histograms", None)  # zeros except at multiples of histogram_every
+      if histograms is not None and step % exp.histogram_every == 0:
+        writers.write_histograms(writer, step, jax.device_get(histograms), histogram_names)
       if step == start + 1:
         jax.block_until_ready(metrics["loss"])
         logging.info("train_step compiled and ran step %d in %.1f s", step, time.time() - t_compile)
@@ -332,6 +348,8 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
       if eval_now:
         eval_metrics = evaluator(state)
         writer.write_scalars(step, eval_metrics)
+        if len(attention_images):
+          log_attention(step, state["target"])
         logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
         last.update(eval_metrics)
       if save_now:
@@ -357,6 +375,7 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
         f,
         indent=2,
       )
+    logging.info("run report: %s", report_lib.write_report(workdir, exp.report_criteria))
   return last
 
 

@@ -15,6 +15,11 @@ View-level losses (`ViewLosses`): the batch carries a second global view of ever
 CONTEXT encoder (view 1 reuses the JEPA context pass; view 2 gets its own context mask; local
 crops are encoded whole), mean-pooled and projected; InfoNCE and VICReg act on these embeddings,
 always pairing the views of the same image.
+
+Histograms (`histogram_every` > 0): at every N-th update train_step also returns, per leaf of the new
+params and of the gradient (accumulated over micro-batches, before clipping), the counts of its finite
+values in HISTOGRAM_BINS equal bins between the leaf's min and max. The binning sits in a lax.cond on the
+step, so other steps only return zeros; with 0 the program is the one without histograms.
 """
 
 import dataclasses
@@ -187,8 +192,43 @@ VIEW_METRICS = (
 )
 
 
-def make_train_step(spec: StepSpec, optimizer):
-  """Returns the pure `train_step(state, batch, rng) -> (state, metrics)`; jit it with state donated."""
+HISTOGRAM_BINS = 30  # tf.summary.histogram's default
+
+
+def leaf_names(tree):
+  """ "encoder/blocks_0/qkv/kernel"-style names of a pytree's leaves, in leaf order."""
+  paths, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return ["/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in paths]
+
+
+def leaf_histograms(tree, bins=HISTOGRAM_BINS):
+  """{"counts": int32 (L, bins), "min": (L,), "max": (L,)} over each leaf's finite values.
+
+  Bin j is [min + j w, min + (j+1) w) with w = (max - min) / bins, the last one closed; a constant leaf has all its
+  values in the last bin. All leaves go through one concatenated vector and three segment reductions: a fixed
+  handful of ops whatever the number of leaves (one reduction pair per leaf doubled the compile of a 4-block
+  train_step on CPU and ran 4x slower).
+  """
+  leaves = [x.astype(jnp.float32).ravel() for x in jax.tree_util.tree_leaves(tree)]
+  n = len(leaves)
+  leaf = jnp.concatenate([jnp.full(x.size, i, jnp.int32) for i, x in enumerate(leaves)])  # sorted leaf ids
+  x = jnp.concatenate(leaves)
+  finite = jnp.isfinite(x)
+  lo = jax.ops.segment_min(jnp.where(finite, x, jnp.inf), leaf, n, indices_are_sorted=True)
+  hi = jax.ops.segment_max(jnp.where(finite, x, -jnp.inf), leaf, n, indices_are_sorted=True)
+  width = hi - lo
+  pos = jnp.where(width[leaf] > 0, (x - lo[leaf]) / jnp.where(width > 0, width, 1.0)[leaf] * bins, bins - 1)
+  slot = leaf * bins + jnp.clip(pos, 0, bins - 1).astype(jnp.int32)
+  counts = jax.ops.segment_sum(finite.astype(jnp.int32), slot, n * bins).reshape(n, bins)
+  return {"counts": counts, "min": lo, "max": hi}
+
+
+def make_train_step(spec: StepSpec, optimizer, histogram_every=0):
+  """Returns the pure `train_step(state, batch, rng) -> (state, metrics)`; jit it with state donated.
+
+  With `histogram_every` N > 0, metrics also hold "histograms": {"params", "grads"} of `leaf_histograms`, filled
+  at the updates that make state["step"] a multiple of N and zeros elsewhere (same shapes: one compile).
+  """
   ema_fn = ema_schedule(spec.optim)
   grad_fn = jax.value_and_grad(lambda p, t, x, m, v: loss_fn(spec, p, t, x, m, v), has_aux=True)
   k = spec.grad_accum_steps
@@ -248,6 +288,16 @@ def make_train_step(spec: StepSpec, optimizer):
     for name in VIEW_METRICS:
       if name in aux:
         metrics[name] = aux[name]
+    if histogram_every:
+
+      def histograms(trees):
+        return {name: leaf_histograms(tree) for name, tree in trees.items()}
+
+      def zeros(trees):
+        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(histograms, trees))
+
+      trees = {"params": new_state["params"], "grads": grads}
+      metrics["histograms"] = jax.lax.cond((step + 1) % histogram_every == 0, histograms, zeros, trees)
     return new_state, metrics
 
   return train_step

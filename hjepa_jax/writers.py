@@ -3,9 +3,12 @@
 `from clu import metric_writers` imports TensorFlow, which the accelerator machines lack. Where
 TensorFlow imports, `create_default_writer` is clu's (logging + TF summaries, asynchronous); where it
 does not, it is `EventWriter`: the same methods train.py calls (write_scalars, write_images,
-write_hparams, flush, close), writing the same TensorBoard events (TF2 tensor summaries with the
-scalars / images / hparams plugin metadata) through the `tensorboard` package's TF-free
+write_summaries, write_hparams, flush, close), writing the same TensorBoard events (TF2 tensor summaries
+with the scalars / images / histograms / hparams plugin metadata) through the `tensorboard` package's TF-free
 EventFileWriter and protos, with PNGs encoded by zlib. `tools/events.py` and TensorBoard read both.
+
+Histograms are binned on the device (`train_step.leaf_histograms`), so `write_histograms` writes the
+finished buckets through either writer's `write_summaries` (clu's `write_histograms` wants the raw arrays).
 """
 
 import contextlib
@@ -53,6 +56,29 @@ def encode_png(image: np.ndarray) -> bytes:
     + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
     + chunk(b"IEND", b"")
   )
+
+
+def histogram_tensor(counts, lo, hi) -> np.ndarray:
+  """float64 [bins, 3] rows (left edge, right edge, count): the tensor tf.summary.histogram writes."""
+  counts = np.asarray(counts, np.float64)
+  edges = np.linspace(float(lo), float(hi), len(counts) + 1)
+  return np.stack([edges[:-1], edges[1:], counts], 1)
+
+
+def write_histograms(writer, step: int, histograms: Mapping[str, Any], names: Mapping[str, list]) -> None:
+  """TensorBoard Histograms-tab summaries `{group}/{leaf name}` from `train_step.leaf_histograms` outputs.
+
+  histograms: {group: {"counts" (L, bins), "min" (L,), "max" (L,)}}; names: {group: the L leaf names}.
+  """
+  from tensorboard.plugins.histogram import metadata  # pylint: disable=g-import-not-at-top
+
+  values, meta = {}, {}
+  for group, h in histograms.items():
+    for i, name in enumerate(names[group]):
+      tag = f"{group}/{name}"
+      values[tag] = histogram_tensor(h["counts"][i], h["min"][i], h["max"][i])
+      meta[tag] = metadata.create_summary_metadata(tag, "").SerializeToString()
+  writer.write_summaries(step, values, metadata=meta)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -117,6 +143,18 @@ class EventWriter:
       data = np.asarray([str(w).encode(), str(h).encode()] + [encode_png(x) for x in batch], dtype=object)
       values.append(self._value(tag, data, metadata.create_summary_metadata(tag, "")))
     self._write(step, summary_pb2.Summary(value=values))
+
+  def write_summaries(self, step: int, values: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> None:
+    """Tensor summaries with their plugin metadata (a SummaryMetadata or its bytes), as clu's write_summaries."""
+    from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+
+    out = []
+    for tag, value in values.items():
+      meta = (metadata or {}).get(tag)
+      if isinstance(meta, bytes):
+        meta = summary_pb2.SummaryMetadata.FromString(meta)
+      out.append(self._value(tag, np.asarray(value), meta))
+    self._write(step, summary_pb2.Summary(value=out))
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
     from tensorboard.plugins.hparams import summary_v2  # pylint: disable=g-import-not-at-top

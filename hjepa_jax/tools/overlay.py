@@ -1,7 +1,7 @@
-"""Mask images: what a step hides and predicts, drawn on the images (pure numpy).
+"""Images for TensorBoard drawn on the input images (pure numpy): masks (what a step hides and predicts) and
+per-patch heat maps (attention).
 
-train.py logs them to TensorBoard and launch/visualize.py draws them; numpy only, so training pulls
-in nothing for them.
+train.py logs them and launch/visualize.py draws the masks; numpy only, so training pulls in nothing for them.
 """
 
 import numpy as np
@@ -52,4 +52,27 @@ def mask_overlay(images_uint8, masks, grid, alpha=0.55, dim=0.3):
   target = labels > 0
   colours = TARGET_COLOURS[(labels[target] - 1) % len(TARGET_COLOURS)]
   out[target] = (1 - alpha) * out[target] + alpha * colours
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+# Anchors of a dark-to-bright heat colour map (black, purple, red, orange, pale yellow), interpolated linearly.
+HEAT_ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
+
+
+def heat_overlay(images_uint8, maps, alpha=0.6):
+  """uint8 (B, H, W, 3): each (gh, gw) patch-grid map scaled to [0, 1] per image (its min to its max), coloured
+  dark to bright and blended over its image with weight `alpha`, one colour per patch."""
+  images, maps = np.asarray(images_uint8), np.asarray(maps, np.float32)
+  b, h, w, _ = images.shape
+  gh, gw = maps.shape[1:]
+  if h % gh or w % gw:
+    raise ValueError(f"images of {h}x{w} pixels do not split into the {gh}x{gw} patch grid")
+  lo, hi = maps.min((1, 2), keepdims=True), maps.max((1, 2), keepdims=True)
+  unit = (maps - lo) / np.maximum(hi - lo, 1e-12)
+  pos = unit * (len(HEAT_ANCHORS) - 1)
+  i = np.minimum(pos.astype(np.int32), len(HEAT_ANCHORS) - 2)
+  frac = (pos - i)[..., None]
+  colours = (1 - frac) * HEAT_ANCHORS[i] + frac * HEAT_ANCHORS[i + 1]  # (B, gh, gw, 3)
+  colours = colours.repeat(h // gh, 1).repeat(w // gw, 2)
+  out = (1 - alpha) * images.astype(np.float32) + alpha * colours
   return np.clip(np.round(out), 0, 255).astype(np.uint8)
