@@ -57,18 +57,20 @@ def _memory_analysis(compiled):
   return {f"xla_{n}_bytes": int(getattr(stats, f"{n}_size_in_bytes")) for n in names if stats is not None}
 
 
-def _step_program(cfg, spec, plat):
-  """(jitted step, optimizer) of `spec` as a run jits it (state donated where the backend honours it)."""
+def _step_program(cfg, spec, plat, histograms=True):
+  """(jitted step, optimizer) of `spec` as a run jits it (state donated where the backend honours it), with
+  the run's histogram branch (`histogram_every_steps`) unless `histograms` is False (model FLOPs)."""
   init_rng, _ = experiment.init_rngs(cfg.seed)
   tx = make_optimizer(spec.optim, jax.eval_shape(spec.model.init, init_rng))
-  return jax.jit(make_train_step(spec, tx), donate_argnums=(0,) if plat.donate else ()), tx
+  every = cfg.histogram_every_steps if histograms else 0
+  return jax.jit(make_train_step(spec, tx, histogram_every=every), donate_argnums=(0,) if plat.donate else ()), tx
 
 
 def lowered_flops(cfg, spec, plat=None):
   """XLA's FLOP count of the update of `spec` before its passes, from abstract inputs: traced and lowered,
   never compiled or run, so it costs seconds even for a large model (None without a cost model)."""
   plat = plat or platform_lib.detect()
-  step, tx = _step_program(cfg, spec, plat)
+  step, tx = _step_program(cfg, spec, plat, histograms=False)
   init_rng, step_rng = experiment.init_rngs(cfg.seed)
   state = jax.eval_shape(lambda r: init_state(spec.model, tx, r), init_rng)
   batch = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), synthetic_batch(cfg, spec))

@@ -54,7 +54,8 @@ def test_flop_figure_is_the_compiled_updates_cost_analysis(planned):
   tx = make_optimizer(spec.optim, jax.eval_shape(spec.model.init, init_rng))
   state = jax.eval_shape(lambda r: init_state(spec.model, tx, r), init_rng)
   batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in stepbench.synthetic_batch(cfg, spec).items()}
-  compiled = jax.jit(make_train_step(spec, tx), donate_argnums=(0,)).lower(state, batch, step_rng).compile()
+  program = make_train_step(spec, tx, histogram_every=cfg.histogram_every_steps)  # the program the run compiles
+  compiled = jax.jit(program, donate_argnums=(0,)).lower(state, batch, step_rng).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   assert planned.flops == float(cost["flops"]) > 0
