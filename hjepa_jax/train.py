@@ -30,7 +30,7 @@ from hjepa_jax import writers
 from hjepa_jax.errors import RunError
 from hjepa_jax.optim import make_optimizer
 from hjepa_jax.tools import maps as maps_lib
-from hjepa_jax.tools.overlay import heat_overlay, mask_overlay
+from hjepa_jax.tools.overlay import for_display, heat_overlay, mask_overlay
 from hjepa_jax.train_step import init_state, leaf_names, make_train_step
 
 
@@ -276,7 +276,9 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
     """The target encoder's last-block attention each patch receives (mean over queries and heads)."""
     weights = maps_lib.attention_weights(model, target_params, attention_images)  # (B, 1, heads, N, N)
     received = maps_lib.attention_maps(weights, model.grid)[:, 0].mean(1)  # (B, gh, gw)
-    writer.write_images(at_step, {"eval/attention": heat_overlay(attention_images, received)})
+    writer.write_images(
+      at_step, {"eval/attention": for_display(heat_overlay(attention_images, received), attention_images)}
+    )
 
   leaves = leaf_names(params_shape)  # gradients have the params' structure
   histogram_names = {"params": leaves, "grads": leaves}
@@ -287,7 +289,7 @@ def _run(config, exp, reader, spec, platform, workdir, cleanup):
   def log_masks(at_step, host_batch):
     images = np.asarray(host_batch["image"][:4])
     masks = jax.device_get(mask_fn(step_rng, at_step))
-    writer.write_images(at_step, {"train/masks": mask_overlay(images, masks, model.grid)})
+    writer.write_images(at_step, {"train/masks": for_display(mask_overlay(images, masks, model.grid), images)})
 
   def last_good():
     done = checkpointer.latest_step()

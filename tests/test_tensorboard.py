@@ -12,7 +12,7 @@ import pytest
 
 from hjepa_jax import checkpoint, experiment, report, train, writers
 from hjepa_jax.optim import make_optimizer
-from hjepa_jax.tools.overlay import heat_overlay
+from hjepa_jax.tools.overlay import for_display, heat_overlay
 from hjepa_jax.train_step import HISTOGRAM_BINS, init_state, leaf_names, make_train_step
 from tests._core import tiny_config
 
@@ -92,6 +92,14 @@ def test_heat_overlay_brightest_where_the_map_peaks():
   out = heat_overlay(images, maps)
   assert out.shape == images.shape and out.dtype == np.uint8
   assert out[0, 4:, :4].sum() > out[0, :4, 4:].sum()  # the bottom-left patch is brightest
+
+
+def test_small_images_are_shown_beside_their_overlay_and_enlarged():
+  plain = np.arange(2 * 32 * 32 * 3, dtype=np.uint32).reshape(2, 32, 32, 3).astype(np.uint8)
+  shown = for_display(plain + 1, plain)
+  assert shown.shape == (2, 128, 256, 3)  # side by side, then 4x: the short side reaches 128 px
+  assert (shown[:, ::4, :128:4] == plain).all() and (shown[:, ::4, 128::4] == plain + 1).all()
+  assert for_display(np.zeros((1, 224, 224, 3), np.uint8)).shape == (1, 224, 224, 3)  # large enough: unchanged
 
 
 @pytest.fixture(scope="module")

@@ -76,3 +76,14 @@ def heat_overlay(images_uint8, maps, alpha=0.6):
   colours = colours.repeat(h // gh, 1).repeat(w // gw, 2)
   out = (1 - alpha) * images.astype(np.float32) + alpha * colours
   return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def for_display(images_uint8, beside=None, min_side=128):
+  """uint8 (B, H', W', C) for TensorBoard: `beside` (the plain images) to the left of each image when given,
+  then enlarged by whole-pixel repeats until the short side is at least `min_side` (a 32 px CIFAR image and
+  its 4-pixel patches are otherwise too small to read)."""
+  images = np.asarray(images_uint8)
+  if beside is not None:
+    images = np.concatenate([np.asarray(beside, images.dtype), images], axis=2)
+  k = max(1, -(-min_side // min(images.shape[1:3])))
+  return images.repeat(k, 1).repeat(k, 2)
