@@ -20,7 +20,13 @@ from hjepa_jax.tools import events, figures  # noqa: E402
 
 _OUTPUT = flags.DEFINE_string("output", "comparison", "Directory for comparison.md and curves.png.")
 
-CURVE_TAGS = ("train/loss", "eval/knn_top1_k20", "train/feature_variance")
+CURVE_TAGS = (  # level 0 and both encoders' k-NN compare across hierarchy depths (train/loss sums the levels)
+  "train/loss",
+  "train/loss_level_0",
+  "eval/knn_top1_k20",
+  "eval/online/knn_top1_k20",
+  "train/feature_variance",
+)
 # Constant or bookkeeping scalars that say nothing about how a run went.
 SKIP = ("train/epoch", "train/context_tokens", "train/weight_decay", "train/steps_per_sec")
 
