@@ -45,11 +45,11 @@ def _log_facts(text):
   facts = {"backend": None, "compile_s": [], "wall_s": 0.0, "first": None, "last": None}
   start = end = None
   for line in text.splitlines():
-    m = monitor._TIME_RE.match(line)  # pylint: disable=protected-access  (the log's one line format)
+    m = monitor.LOG_LINE_RE.match(line)  # training.log's one line format
     if not m:
       continue
     try:
-      when = datetime.datetime.strptime(m.group(1), monitor._TIME_FORMAT)  # pylint: disable=protected-access
+      when = datetime.datetime.strptime(m.group(1), monitor.LOG_TIME_FORMAT)
     except ValueError:
       continue
     message = m.group(3)
