@@ -25,7 +25,9 @@ Why these values. Chosen from the I-JEPA recipe and the run-length rules, NOT ye
   (4 targets of 15-20%, a context of 85-100%) and crop scale (0.3-1.0), plus flips;
 - lr 1e-3 at batch 256 (5e-4 at 128), weight decay 0.04 -> 0.4, clip 3.
 Measured (BENCHMARKS.md, the whole train split as the k-NN bank, whole test split):
-- `:cpu,epochs=6` on the shared 2-core CPU, 36 min: k-NN@20 0.400 (online encoder) and 0.381 (EMA target)
+- `:cpu` (8 epochs) on the shared 2-core CPU, 66 min: k-NN@20 0.418 (online) and 0.406 (EMA target) against
+  0.333 at random init; linear probe 0.461 / 0.454 against 0.408.
+- `:cpu,epochs=6`, 36 min: k-NN@20 0.400 (online encoder) and 0.381 (EMA target)
   against 0.333 at random init; linear probe 0.457 / 0.445 against 0.408. The loss ends at 0.090 against a
   position-only floor of 0.25.
 - `:cpu,epochs=4` with levels=1, 2 and 3 (same seed, init, data and masks): within 0.6 points of each other on
