@@ -76,11 +76,16 @@ def ema_schedule(spec: OptimSpec):
   raise ValueError(f"EMA schedule {spec.ema_schedule!r} not in {EMA_SCHEDULES}")
 
 
+def path_name(path):
+  """ "encoder/blocks_0/qkv/kernel": a pytree key path as weight-decay rules and histogram tags name it."""
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
 def decay_mask(params):
   """True for parameters that get weight decay: >= 2-D and not position/mask-token-like."""
 
   def decays(path, p):
-    names = "/".join(str(getattr(k, "key", k)) for k in path).lower()
+    names = path_name(path).lower()
     return p.ndim >= 2 and not any(n in names for n in NO_DECAY_NAMES)
 
   return jax.tree_util.tree_map_with_path(decays, params)

@@ -30,7 +30,7 @@ import optax
 
 from hjepa_jax import losses, masks as masks_lib, objectives
 from hjepa_jax.model.hjepa import HJEPA, masked_mean, normalize_images
-from hjepa_jax.optim import OptimSpec, ema_schedule, hyperparams
+from hjepa_jax.optim import OptimSpec, ema_schedule, hyperparams, path_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +198,7 @@ HISTOGRAM_BINS = 30  # tf.summary.histogram's default
 def leaf_names(tree):
   """ "encoder/blocks_0/qkv/kernel"-style names of a pytree's leaves, in leaf order."""
   paths, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return ["/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in paths]
+  return [path_name(path) for path, _ in paths]
 
 
 def leaf_histograms(tree, bins=HISTOGRAM_BINS):
