@@ -44,15 +44,9 @@ def _log_facts(text):
   """Backend, compile seconds of each session, wall seconds of all sessions, first and last time of the log."""
   facts = {"backend": None, "compile_s": [], "wall_s": 0.0, "first": None, "last": None}
   start = end = None
-  for line in text.splitlines():
-    m = monitor.LOG_LINE_RE.match(line)  # training.log's one line format
-    if not m:
+  for when, _, message in monitor.log_entries(text):
+    if when is None:
       continue
-    try:
-      when = datetime.datetime.strptime(m.group(1), monitor.LOG_TIME_FORMAT)
-    except ValueError:
-      continue
-    message = m.group(3)
     if message.startswith(_SESSION_START):
       if start is not None:
         facts["wall_s"] += (end - start).total_seconds()

@@ -25,8 +25,8 @@ GRAD_NORM_WARN, GRAD_NORM_CRIT = 5.0, 50.0
 LOSS_RISE_TOLERANCE = 0.05
 STALL_MIN_SECONDS = 600.0
 
-LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"
-LOG_LINE_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (.*)$")
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"
+_TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (.*)$")
 _STEP_RE = re.compile(r"^step (\d+)/(\d+) \|")
 _EVAL_RE = re.compile(r"^eval at step (\d+): (.*)$")
 _PLAN_RE = re.compile(r"^(\d+) steps: (\d+) per epoch")
@@ -123,18 +123,23 @@ def _parse_step(message):
   return rec
 
 
-def parse_log(text):
-  """RunLog from the text of logs/training.log (tolerates a half-written last line)."""
-  log = RunLog()
+def log_entries(text):
+  """(time or None, level, message) of each line of training.log's format; other lines are skipped."""
   for line in text.splitlines():
-    m = LOG_LINE_RE.match(line)
+    m = _TIME_RE.match(line)
     if not m:
       continue
     try:
-      when = datetime.datetime.strptime(m.group(1), LOG_TIME_FORMAT)
+      when = datetime.datetime.strptime(m.group(1), _TIME_FORMAT)
     except ValueError:
       when = None
-    level, message = m.group(2), m.group(3)
+    yield when, m.group(2), m.group(3)
+
+
+def parse_log(text):
+  """RunLog from the text of logs/training.log (tolerates a half-written last line)."""
+  log = RunLog()
+  for when, level, message in log_entries(text):
     log.last_time = when or log.last_time
     if _SESSION_RE.match(message):  # a new session (resume): earlier end states no longer apply
       log.finished_step, log.stopped, log.errors = None, None, []
