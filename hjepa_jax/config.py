@@ -102,6 +102,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.type = "smooth_l1"  # smooth_l1 | mse
   c.loss.num_hierarchies = 3
   c.loss.hierarchy_weights = (1.0, 0.5, 0.25)
+  # What the levels >= 1 predict (hjepa_jax/levels.py): "pooled" (level 0's predictions and targets averaged
+  # over 2^k cells), "deep" (level k: its own predictor on the context encoder's block d_k, regressed onto the
+  # target encoder's block d_k, over 2^k cells), "multiscale" (level k: its own fewer, larger target blocks).
+  c.loss.hierarchy = "pooled"
+  # deep: the encoder block (1-based) each level >= 1 reads, () = evenly spaced below the top; the depth of
+  # each level's own predictor (width and heads: model.predictor's).
+  c.loss.deep = ml_collections.ConfigDict(dict(blocks=(), predictor_depth=1))
+  # multiscale: level k draws max(1, mask.num_targets // 2^k) target blocks of scale mask.target_scale x
+  # scale_growth^k (capped at 1) with its own context, predicted by the shared predictor.
+  c.loss.multiscale = ml_collections.ConfigDict(dict(scale_growth=2.0))
   # C-JEPA-style contrastive (InfoNCE) term between two views (phase 3); weight 0 disables.
   c.loss.contrastive = ml_collections.ConfigDict(dict(weight=0.0, temperature=0.1))
   # VICReg regulariser on the projected views of the SAME images (C-JEPA); weight 0 disables.

@@ -12,6 +12,7 @@ import logging
 import jax
 
 from hjepa_jax import config as config_lib
+from hjepa_jax import levels as levels_lib
 from hjepa_jax import losses
 from hjepa_jax import masks as masks_lib
 from hjepa_jax import platform as platform_lib
@@ -157,8 +158,40 @@ def model_spec(cfg) -> ModelSpec:
     fpn_fusion=fpn.fusion,
     projector_hidden=proj.hidden_dim if view_losses(cfg).enabled else 0,
     projector_dim=proj.dim,
+    level_blocks=deep_blocks(cfg, dims["depth"]),
+    level_predictor_depth=cfg.loss.deep.predictor_depth,
     **dims,
   )
+
+
+def deep_blocks(cfg, depth):
+  """The encoder block (1-based) each level reads in the deep design, level 0 (the top) first; () otherwise.
+
+  `loss.deep.*` and the design's bounds are checked whatever the design, like every switched-off feature.
+  """
+  lo, levels, design = cfg.loss, cfg.loss.num_hierarchies, cfg.loss.hierarchy
+  require(design in levels_lib.DESIGNS, "loss.hierarchy", f"{design!r} is not one of {levels_lib.DESIGNS}")
+  require(
+    design == "pooled" or levels >= 2,
+    "loss.hierarchy",
+    f"{design!r} shapes the levels >= 1, but loss.num_hierarchies={levels}; use 2 or more levels",
+  )
+  require(
+    design == "pooled" or not cfg.model.fpn.enabled,
+    "model.fpn.enabled",
+    f"the FPN refines the pooled design's levels only, not loss.hierarchy={design!r}",
+  )
+  require(lo.deep.predictor_depth >= 1, "loss.deep.predictor_depth", f"must be >= 1, got {lo.deep.predictor_depth}")
+  blocks = tuple(int(b) for b in lo.deep.blocks)
+  require(
+    not blocks or (len(blocks) == levels - 1 and all(1 <= b <= depth for b in blocks)),
+    "loss.deep.blocks",
+    f"must be empty (evenly spaced) or give one encoder block in [1, {depth}] per level >= 1 "
+    f"({levels - 1} of them), got {blocks}",
+  )
+  if design != "deep":
+    return ()
+  return (depth, *blocks) if blocks else levels_lib.default_blocks(depth, levels)
 
 
 def model(cfg):
@@ -208,10 +241,7 @@ def mask_spec(mk, grid, batch_size) -> MaskSpec:
     context_capacity=0,
     target_capacity=0,
   )
-  if mk.capacity == "exact":
-    return dataclasses.replace(spec, context_capacity=spec.context_bound, target_capacity=spec.target_bound)
-  ctx, tgt = masks_lib.capacities(spec, batch_size)
-  return dataclasses.replace(spec, context_capacity=ctx, target_capacity=tgt)
+  return _with_capacities(spec, mk.capacity, batch_size)
 
 
 def view_losses(cfg) -> ViewLosses:
@@ -299,9 +329,8 @@ def grad_accum_steps(cfg) -> int:
   return accum
 
 
-def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
-  """The static description of one update: model, masks, schedules, losses, accumulation."""
-  net = model(cfg)
+def hierarchy_spec(cfg, grid, masks: MaskSpec, batch_size) -> levels_lib.HierarchySpec:
+  """HierarchySpec from `config.loss`: the levels' weights, design and (multiscale) per-level masks."""
   weights = tuple(float(w) for w in cfg.loss.hierarchy_weights)
   require(
     min(weights, default=0) >= 0 and sum(weights) > 0,
@@ -317,19 +346,59 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
     f"per level, e.g. --config.loss.hierarchy_weights='(1.0, 0.7, 0.5)'",
   )
   require(
-    2 ** (levels - 1) <= max(net.grid),
+    2 ** (levels - 1) <= max(grid),
     "loss.num_hierarchies",
     f"level {levels - 1} pools {2 ** (levels - 1)}x{2 ** (levels - 1)} cells, "
-    f"larger than the {net.grid[0]}x{net.grid[1]} patch grid",
+    f"larger than the {grid[0]}x{grid[1]} patch grid",
   )
+  growth = cfg.loss.multiscale.scale_growth
+  require(growth >= 1, "loss.multiscale.scale_growth", f"must be >= 1 (coarse blocks are larger), got {growth}")
+  level_masks = ()
+  if cfg.loss.hierarchy == "multiscale":
+    level_masks = tuple(
+      _level_masks(masks, k, max(1, masks.num_targets // 2**k), growth, cfg.mask.capacity, batch_size)
+      for k in range(1, levels)
+    )
+  return levels_lib.HierarchySpec(design=cfg.loss.hierarchy, weights=weights, level_masks=level_masks)
+
+
+def _level_masks(base, level, num_targets, growth, capacity, batch_size):
+  spec = levels_lib.level_mask_spec(base, level, num_targets, growth)
+  require(
+    len(spec.target_shapes),
+    "loss.multiscale.scale_growth",
+    f"level {level}'s target blocks (scale {spec.target_scale}) have no shape on the {base.grid[0]}x{base.grid[1]} grid",
+  )
+  room = spec.num_patches - base.min_context
+  require(
+    spec.target_scale[0] * spec.num_patches <= room,
+    "loss.multiscale.scale_growth",
+    f"level {level}'s target blocks (scale {spec.target_scale}) leave fewer than mask.min_context="
+    f"{base.min_context} context patches of {spec.num_patches}; use a smaller growth or fewer levels",
+  )
+  return _with_capacities(spec, capacity, batch_size)
+
+
+def _with_capacities(spec, capacity, batch_size):
+  if capacity == "exact":
+    return dataclasses.replace(spec, context_capacity=spec.context_bound, target_capacity=spec.target_bound)
+  ctx, tgt = masks_lib.capacities(spec, batch_size)
+  return dataclasses.replace(spec, context_capacity=ctx, target_capacity=tgt)
+
+
+def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
+  """The static description of one update: model, masks, schedules, losses, accumulation."""
+  net = model(cfg)
   require(cfg.loss.type in losses.LOSS_TYPES, "loss.type", f"{cfg.loss.type!r} is not one of {losses.LOSS_TYPES}")
   accum = grad_accum_steps(cfg)
   optim, views = optim_spec(cfg, total_steps, warmup_steps), view_losses(cfg)
+  batch = cfg.data.batch_size * accum
+  masks = mask_spec(cfg.mask, net.grid, batch)  # late: estimating capacities compiles
   return StepSpec(
     model=net,
-    masks=mask_spec(cfg.mask, net.grid, cfg.data.batch_size * accum),  # last: estimating capacities compiles
+    masks=masks,
     optim=optim,
-    hierarchy_weights=weights,
+    hierarchy=hierarchy_spec(cfg, net.grid, masks, batch),
     loss_type=cfg.loss.type,
     grad_accum_steps=accum,
     views=views,

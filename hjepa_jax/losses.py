@@ -30,21 +30,32 @@ def layer_norm(x, eps=1e-6):
 
 
 def hierarchical_loss(pred, target, idx, valid, grid, weights, kind, refine=None):
+  """The pooled design: level k compares level 0's predictions and targets averaged over 2^k cells.
+
+  pred/target: (B, M, K, D) at grid indices idx (B, M, K) with validity valid (B, M, K); returns (loss (B,),
+  per-level (L, B)) as `levels_loss` does.
+  """
+  return levels_loss([(pred, target, idx, valid, k) for k in range(len(weights))], grid, weights, kind, refine)
+
+
+def levels_loss(levels, grid, weights, kind, refine=None):
   """Weighted sum over levels of per-example masked means; returns (loss (B,), per-level (L, B)).
 
-  pred/target: (B, M, K, D) at grid indices idx (B, M, K) with validity valid (B, M, K). Each
-  level's loss is averaged over the valid cells of ALL target blocks of an example, then the batch
-  mean is taken by the caller, so micro-batching does not change the result. `refine` maps the
-  list of per-level predictions to refined ones (the FPN); targets are never passed through it.
+  levels: per level (pred, target, idx, valid, pool[, ...]) (a levels.Level or a tuple), pred/target (B, M, K, D)
+  at grid indices idx (B, M, K) with validity valid, compared over 2^pool x 2^pool cells (0: every valid
+  token is its own cell). Each level's loss is averaged over the valid cells of ALL target blocks of an
+  example, then the batch mean is taken by the caller, so micro-batching does not change the result.
+  `refine` maps the list of pooled predictions to refined ones (the FPN); targets never pass through it.
   """
-  target = jax.lax.stop_gradient(target)
-  preds, targets, cells = [pred], [target], [valid]  # level 0: every valid target token is its own cell
-  for level in range(1, len(weights)):
-    p, cell_valid = hierarchy.pool_to_level(pred, idx, valid, grid, level)
-    t, _ = hierarchy.pool_to_level(target, idx, valid, grid, level)
-    preds.append(p)
-    targets.append(t)
-    cells.append(cell_valid)
+  preds, targets, cells = [], [], []
+  for pred, target, idx, valid, pool, *_ in levels:
+    target = jax.lax.stop_gradient(target)
+    if pool:
+      pred, _ = hierarchy.pool_to_level(pred, idx, valid, grid, pool)
+      target, valid = hierarchy.pool_to_level(target, idx, valid, grid, pool)
+    preds.append(pred)
+    targets.append(target)
+    cells.append(valid)
   if refine is not None:
     preds = refine(preds)
   per_level = []
@@ -58,10 +69,15 @@ def hierarchical_loss(pred, target, idx, valid, grid, weights, kind, refine=None
 
 
 def position_floor(full_target, idx, valid, grid, weights, kind):
-  """Per-level loss (L, B) of a predictor that knows only positions: the floor the real loss must beat.
+  """Per-level loss (L, B) of a predictor that knows only positions, for the pooled design (`level_floor`)."""
+  return jnp.stack([level_floor(full_target, idx, valid, grid, k, kind) for k in range(len(weights))])
 
-  full_target: layer-normalised target features at every patch (B, N, D); idx/valid: target tokens as
-  in `hierarchical_loss`. The position-only prediction for token p of example b is the mean target
+
+def level_floor(full_target, idx, valid, grid, pool, kind):
+  """One level's loss (B,) of a predictor that knows only positions: the floor the real loss must beat.
+
+  full_target: layer-normalised target features at every patch (B, N, D); idx/valid/pool: the level's target
+  tokens as in `levels_loss`. The position-only prediction for token p of example b is the mean target
   feature at p over the OTHER examples of the batch (leave-one-out: an image never predicts itself),
   pooled into cells exactly as the real predictions are. A batch estimate, not a running mean kept in
   the state: no extra state (checkpoints unchanged), no lag behind a moving target encoder, one
@@ -74,8 +90,8 @@ def position_floor(full_target, idx, valid, grid, weights, kind):
   full_target = jax.lax.stop_gradient(full_target)
   loo_mean = (full_target.sum(0, keepdims=True) - full_target) / (b - 1)  # (B, N, D)
   gather = jax.vmap(lambda f, i: f[i])
-  _, per_level = hierarchical_loss(gather(loo_mean, idx), gather(full_target, idx), idx, valid, grid, weights, kind)
-  return per_level
+  _, per_level = levels_loss([(gather(loo_mean, idx), gather(full_target, idx), idx, valid, pool)], grid, (1.0,), kind)
+  return per_level[0]
 
 
 def per_dim_std(x, valid=None):

@@ -23,6 +23,7 @@ SWITCHES = {
   "loss.type": ("changes", {"loss.type": "mse"}),
   "loss.num_hierarchies": ("changes", {"loss.num_hierarchies": 3, "loss.hierarchy_weights": (1.0, 0.5, 0.25)}),
   "loss.hierarchy_weights": ("changes", {"loss.hierarchy_weights": (1.0, 2.0)}),
+  "loss.hierarchy": ("changes", {"loss.hierarchy": "deep"}),  # multiscale and the designs' keys: test_levels.py
   "loss.contrastive.weight": ("changes", {"loss.contrastive.weight": 0.5}),
   "loss.vicreg.weight": ("changes", {"loss.vicreg.weight": 0.05}),
   "loss.vicreg.on_predictions": ("changes", {"loss.vicreg.weight": 0.05, "loss.vicreg.on_predictions": True}),
@@ -46,6 +47,7 @@ KNOBS = frozenset(
     "loss.type",
     "loss.num_hierarchies",
     "loss.hierarchy_weights",
+    "loss.hierarchy",
     "loss.contrastive.weight",
     "loss.vicreg.weight",
     "data.multicrop.num_local",

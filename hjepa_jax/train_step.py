@@ -6,9 +6,12 @@ masks. With `grad_accum_steps` k > 1 the batch is split into k interleaved micro
 in sequence (activation memory of one micro-batch) and their gradients averaged: the same update
 as one step on the whole batch (view-level losses then draw negatives from the micro-batch).
 
+What level k >= 1 predicts is the hierarchy design's (`levels.py`, loss.hierarchy): pooled level-0 errors,
+a per-level predictor on an intermediate block (deep), or its own larger target blocks (multiscale).
+
 Diagnostics beside the loss: `pos_floor_level_k`, the loss a predictor that knows only the target
-positions would get at level k (`losses.position_floor`), next to `loss_level_k`: a loss near its
-floor means the predictor has learned where things are, not what they are.
+positions would get at level k (`losses.level_floor`, on that level's own targets), next to `loss_level_k`:
+a loss near its floor means the predictor has learned where things are, not what they are.
 
 View-level losses (`ViewLosses`): the batch carries a second global view of every image
 ("image_view2") and optionally `num_local` small crops ("local"). Each view is embedded by the
@@ -28,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hjepa_jax import losses, masks as masks_lib, objectives
+from hjepa_jax import levels as levels_lib, losses, masks as masks_lib, objectives
 from hjepa_jax.model.hjepa import HJEPA, masked_mean, normalize_images
 from hjepa_jax.optim import OptimSpec, ema_schedule, hyperparams, path_name
 
@@ -58,7 +61,7 @@ class StepSpec:
   model: HJEPA
   masks: masks_lib.MaskSpec
   optim: OptimSpec
-  hierarchy_weights: tuple
+  hierarchy: levels_lib.HierarchySpec
   loss_type: str
   grad_accum_steps: int
   views: ViewLosses
@@ -80,32 +83,27 @@ def loss_fn(spec: StepSpec, params, target_params, images, masks, views=None):
   `images`: normalised view 1 (B, H, W, 3); `views` (when spec.views is enabled): {"image_view2",
   "view2_masks", and "local" (B, N, h, w, 3) with num_local > 0}. No gradient reaches the target.
   """
-  model = spec.model
+  model, h = spec.model, spec.hierarchy
   target_params = jax.lax.stop_gradient(target_params)
-  full, _ = model.encode(target_params, images)  # target encoder sees the whole image
+  full, target_aux = model.encode(target_params, images)  # target encoder sees the whole image
   full = jax.lax.stop_gradient(full)
   full_ln = losses.layer_norm(full)
-  target = jax.vmap(lambda f, i: f[i])(full_ln, masks["target_idx"])
-  pred, ctx = model.predict(params, images, masks)
-  refine = None if model.fpn is None else (lambda levels: model.refine_levels(params, levels, masks["target_idx"]))
-  total, per_level = losses.hierarchical_loss(
-    pred,
-    target,
-    masks["target_idx"],
-    masks["target_valid"],
-    model.grid,
-    spec.hierarchy_weights,
-    spec.loss_type,
-    refine=refine,
-  )
+  level_masks = masks.get("levels", ())
+  masks = {k: v for k, v in masks.items() if k != "levels"}
+  pred, ctx, ctx_aux = model.predict(params, images, masks)
+  levels = levels_lib.level_terms(h, model, params, images, masks, level_masks, pred, ctx_aux, full_ln, target_aux)
+  refine = None if model.fpn is None else (lambda preds: model.refine_levels(params, preds, masks["target_idx"]))
+  total, per_level = losses.levels_loss(levels, model.grid, h.weights, spec.loss_type, refine=refine)
   aux = {
     "loss_levels": per_level.mean(1),
     "feature_variance": losses.per_dim_std(ctx, masks["context_valid"]),
     "feature_variance_target": losses.per_dim_std(full),
   }
   if images.shape[0] >= 2:  # the position-only floor needs another image of the batch
-    args = (masks["target_idx"], masks["target_valid"], model.grid, spec.hierarchy_weights, spec.loss_type)
-    aux["pos_floor_levels"] = losses.position_floor(full_ln, *args).mean(1)
+    floors = [
+      losses.level_floor(lv.full_target, lv.idx, lv.valid, model.grid, lv.pool, spec.loss_type) for lv in levels
+    ]
+    aux["pos_floor_levels"] = jnp.stack(floors).mean(1)
   loss = total.mean()
   aux["jepa_loss"] = loss
   if spec.views.enabled:
@@ -152,6 +150,8 @@ def step_inputs(spec: StepSpec, batch, rng):
   """(images, masks, views) of one update: normalised images and the masks drawn from the step's rng."""
   images = normalize_images(batch["image"])
   masks = masks_lib.sample_masks(rng, images.shape[0], spec.masks)
+  if spec.hierarchy.level_masks:  # the multiscale design's own target blocks per level
+    masks["levels"] = levels_lib.sample_level_masks(spec.hierarchy, rng, images.shape[0])
   views = None
   if spec.views.enabled:
     views = {
@@ -279,12 +279,13 @@ def make_train_step(spec: StepSpec, optimizer, histogram_every=0):
       "context_tokens": masks["context_valid"].sum(-1).mean().astype(jnp.float32),
       "nonfinite": (~finite).astype(jnp.float32),
     }
-    for i in range(len(spec.hierarchy_weights)):
+    weights = spec.hierarchy.weights
+    for i in range(len(weights)):
       metrics[f"loss_level_{i}"] = aux["loss_levels"][i]
     if "pos_floor_levels" in aux:  # what a position-only predictor would score, next to loss_level_i
       floor = aux["pos_floor_levels"]
-      metrics["pos_floor"] = jnp.dot(jnp.asarray(spec.hierarchy_weights, floor.dtype), floor)
-      metrics.update({f"pos_floor_level_{i}": floor[i] for i in range(len(spec.hierarchy_weights))})
+      metrics["pos_floor"] = jnp.dot(jnp.asarray(weights, floor.dtype), floor)
+      metrics.update({f"pos_floor_level_{i}": floor[i] for i in range(len(weights))})
     for name in VIEW_METRICS:
       if name in aux:
         metrics[name] = aux[name]

@@ -61,4 +61,4 @@ if __name__ == "__main__":
   from hjepa_jax.platform import tune_host
 
   tune_host()  # XLA:CPU flags and huge-page malloc (restarts once) where they help
-  cli.run(main)
+  app.run(main)

@@ -23,6 +23,8 @@ _OUTPUT = flags.DEFINE_string("output", "comparison", "Directory for comparison.
 CURVE_TAGS = (  # level 0 and both encoders' k-NN compare across hierarchy depths (train/loss sums the levels)
   "train/loss",
   "train/loss_level_0",
+  "train/loss_level_1",  # and level 1 beside its position-only floor: how each hierarchy design's level behaves
+  "train/pos_floor_level_1",
   "eval/knn_top1_k20",
   "eval/online/knn_top1_k20",
   "train/feature_variance",

@@ -145,7 +145,10 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
     "together (equal colours = similar features across images), then on each image alone.",
   )
 
-  levels = int(cfg.loss.num_hierarchies)
+  # The maps pool level 0's own predictions: the pooled design's levels. The deep and multiscale designs' levels
+  # >= 1 predict other targets (hjepa_jax/levels.py), so only their level 0 is drawn.
+  pooled = cfg.loss.hierarchy == "pooled"
+  levels = int(cfg.loss.num_hierarchies) if pooled else 1
   error_maps, per_level = maps.prediction_errors(
     model, state["params"], state["target"], images, masks, levels, cfg.loss.type
   )
@@ -158,7 +161,10 @@ def visualize(workdir, *, step=None, best=False, num_images=8, blocks=(-1,), hea
     "Prediction error per level",
     f"{cfg.loss.type} error of the predictor against the layer-normalised target features, per target patch "
     "(level 0) and per pooled cell (level k, painted over the whole cell); grey: no target there. One colour "
-    "scale per level.",
+    "scale per level."
+    + (
+      "" if pooled else f" Level 0 only: the levels >= 1 of loss.hierarchy={cfg.loss.hierarchy} predict other targets."
+    ),
   )
   error_rows = [(k, float(per_level[k].mean()), logged.get(f"train/loss_level_{k}")) for k in range(levels)]
 

@@ -45,7 +45,7 @@ def test_predictor_shapes():
   model = tiny_model()
   params = model.init(KEY)
   masks = jax.jit(sample_masks, static_argnums=(1, 2))(KEY, 3, MASKS(model))
-  pred, ctx = jax.jit(model.predict)(params, jnp.zeros((3, 32, 32, 3)), masks)
+  pred, ctx, _ = jax.jit(model.predict)(params, jnp.zeros((3, 32, 32, 3)), masks)
   spec = MASKS(model)
   assert pred.shape == (3, 4, spec.target_capacity, model.encoder.width)
   assert ctx.shape == (3, spec.context_capacity, model.encoder.width)
@@ -61,8 +61,8 @@ def test_predictor_blocks_are_independent(layout):
   moved["target_idx"][:, 1] = (moved["target_idx"][:, 1] + 9) % 64
   predict = jax.jit(model.predict)
   images = jax.random.normal(KEY, (2, 32, 32, 3))
-  a, ctx_a = predict(params, images, masks)
-  b, ctx_b = predict(params, images, moved)
+  a, ctx_a, _ = predict(params, images, masks)
+  b, ctx_b, _ = predict(params, images, moved)
   np.testing.assert_allclose(np.delete(np.asarray(a), 1, 1), np.delete(np.asarray(b), 1, 1), atol=1e-5)
   assert np.abs(np.asarray(a[:, 1]) - np.asarray(b[:, 1])).max() > 1e-3
 

@@ -51,6 +51,10 @@ class ModelSpec:
   fpn_fusion: str
   projector_hidden: int  # 0: no projector (no view-level loss)
   projector_dim: int
+  # The deep hierarchy design (levels.py): the encoder block (1-based) each level reads, level 0 first, and
+  # the depth of the predictor of each level >= 1; () for the other designs (no level predictors).
+  level_blocks: tuple = ()
+  level_predictor_depth: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +64,8 @@ class HJEPA:
   image_size: int
   fpn: Optional[FPN] = None
   projector: Optional[Projector] = None
+  level_predictors: tuple = ()  # deep design: the predictor of level k is level_predictors[k - 1]
+  level_blocks: tuple = ()  # deep design: the encoder block (1-based) level k reads, level 0 first
 
   @property
   def grid(self):
@@ -84,6 +90,13 @@ class HJEPA:
     valid = jnp.ones((1, n), bool)
     pred = self.predictor.init(k_pred, ctx, idx, valid, idx[:, None], valid[:, None], self.grid)["params"]
     params = {"encoder": enc, "predictor": pred}
+    if self.level_predictors:  # keys folded from k_pred: the encoder and predictor init stay those of any design
+      params["levels"] = {
+        f"level_{k}": p.init(
+          jax.random.fold_in(k_pred, 100 + k), ctx, idx, valid, idx[:, None], valid[:, None], self.grid
+        )["params"]
+        for k, p in enumerate(self.level_predictors, start=1)
+      }
     if self.fpn is not None:
       levels = [jnp.zeros((1, 1, n, self.encoder.width), jnp.float32)]
       levels += [
@@ -102,10 +115,17 @@ class HJEPA:
     return self.encoder.apply({"params": enc_params}, images, token_idx, token_valid)
 
   def predict(self, params, images, masks):
-    """Context encoder on context tokens only, then predictor at every target position."""
-    ctx, _ = self.encode(params["encoder"], images, masks["context_idx"], masks["context_valid"])
-    pred = self.predictor.apply(
-      {"params": params["predictor"]},
+    """Context encoder on context tokens only, then predictor at every target position: (pred, ctx, ctx aux)."""
+    ctx, aux = self.encode(params["encoder"], images, masks["context_idx"], masks["context_valid"])
+    return self._predict_with(self.predictor, params["predictor"], ctx, masks), ctx, aux
+
+  def predict_level(self, params, level, ctx, masks):
+    """Level `level`'s own predictor (deep design) on context tokens `ctx` at masks' target positions."""
+    return self._predict_with(self.level_predictors[level - 1], params["levels"][f"level_{level}"], ctx, masks)
+
+  def _predict_with(self, predictor, pred_params, ctx, masks):
+    return predictor.apply(
+      {"params": pred_params},
       ctx,
       masks["context_idx"],
       masks["context_valid"],
@@ -113,7 +133,6 @@ class HJEPA:
       masks["target_valid"],
       self.grid,
     )
-    return pred, ctx
 
   def refine_levels(self, params, levels, idx):
     """Per-level predictions plus the FPN's top-down correction (identity without an FPN).
@@ -170,4 +189,5 @@ def build_model(spec: ModelSpec) -> HJEPA:
   projector = None
   if spec.projector_hidden:
     projector = Projector(spec.projector_hidden, spec.projector_dim, dtype=spec.block.compute_dtype)
-  return HJEPA(encoder, predictor, spec.image_size, fpn, projector)
+  level_predictors = tuple(predictor.clone(depth=spec.level_predictor_depth) for _ in spec.level_blocks[1:])
+  return HJEPA(encoder, predictor, spec.image_size, fpn, projector, level_predictors, tuple(spec.level_blocks))

@@ -102,3 +102,47 @@ def plot_curves(runs, tags, path, title=None, smooth=0):
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return tags
+
+
+def plot_intervals(panels, path, title=None, ylabel=None):
+  """One subplot per panel: labelled estimates with 95% intervals, their samples as faint dots, a zero line.
+
+  panels = [(panel title, [{"label", "mean", "ci": (lo, hi) or None, "points": [...], "significant"}, ...]), ...];
+  a filled marker is an interval that excludes 0, a hollow one does not (or has none). Always writes `path`.
+  """
+  panels = list(panels) or [("nothing to plot", [])]
+  plt = _pyplot()
+  nc = len(panels)
+  fig, axes = plt.subplots(1, nc, figsize=(max(3.2, 1.1 * max((len(r) for _, r in panels), default=1) + 1.6) * nc, 3.4))
+  axes = np.atleast_1d(axes)
+  rng = np.random.default_rng(0)  # the dots' horizontal jitter: the same figure every time
+  for ax, (name, rows) in zip(axes, panels):
+    ax.axhline(0.0, color="0.3", linewidth=0.8, zorder=1)
+    for x, row in enumerate(rows):
+      points = np.asarray(row.get("points") or [], np.float64)
+      if points.size:
+        ax.scatter(x + rng.uniform(-0.12, 0.12, points.size), points, s=12, color="C0", alpha=0.3, zorder=2)
+      if row.get("mean") is None:
+        continue
+      ci = row.get("ci")
+      yerr = None if ci is None else [[row["mean"] - ci[0]], [ci[1] - row["mean"]]]
+      face = "C3" if row.get("significant") else "white"
+      ax.errorbar(x, row["mean"], yerr=yerr, fmt="o", color="C3", mfc=face, capsize=4, markersize=6, zorder=3)
+      if ci is None:
+        ax.annotate("no interval", (x, row["mean"]), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r["label"] for r in rows], fontsize=8, rotation=20 if len(rows) > 3 else 0)
+    ax.set_xlim(-0.6, max(len(rows), 1) - 0.4)
+    ax.set_title(name, fontsize=9)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    if ylabel:
+      ax.set_ylabel(ylabel, fontsize=8)
+    if not rows:
+      ax.text(0.5, 0.5, "no variant to compare", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path

@@ -138,7 +138,7 @@ def _prediction_errors(model, params, target_params, images, masks, num_levels, 
   x = normalize_images(images)
   full, _ = model.encode(target_params, x)
   target = jax.vmap(lambda f, i: f[i])(losses.layer_norm(full), masks["target_idx"])
-  pred, _ = model.predict(params, x, masks)
+  pred, _, _ = model.predict(params, x, masks)
   idx, valid, grid = masks["target_idx"], masks["target_valid"], model.grid
   n = grid[0] * grid[1]
   maps, per_level = [], []
