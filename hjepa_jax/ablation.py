@@ -2,7 +2,7 @@
 
 Each run is its own `launch/main.py` process (so its peak memory is its own), followed by a
 k-NN evaluation of its target encoder (`evaluation.runner`). `ablate()` returns one row per run
-and `format_table` renders the markdown table BENCHMARKS.md and the README quote.
+and `format_table` renders the markdown table BENCHMARKS.md and the docs/switches.md quote.
 """
 
 import json
