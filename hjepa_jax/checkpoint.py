@@ -9,10 +9,14 @@ Nothing a failure does may cost the last good checkpoint:
   metadata, empty directory, or a directory name that disagrees with the step inside) is moved to
   `checkpoints.damaged/` with a warning and the next older one is tried. A checkpoint of a different
   model or optimizer is not damage: that fails at once, naming what differs, and moves nothing.
+- A run that fell back past a damaged checkpoint computes its steps again; when it reaches a step best/
+  already holds, that entry is replaced by the run's own state (set aside in `best.replacing/` until the
+  new one is complete, put back if the write fails or the run is killed first), so best/ keeps one entry.
 """
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import re
@@ -28,6 +32,7 @@ import orbax.checkpoint as ocp
 from hjepa_jax.errors import RunError
 
 DAMAGED = "checkpoints.damaged"
+REPLACING = "best.replacing"  # best/<step> while the same step is saved again; gone once that save is complete
 
 
 class CheckpointError(RunError):
@@ -144,6 +149,7 @@ class Checkpointer:
 
   def restore(self, abstract_state, resume=None):
     """(state, source) from this run's newest checkpoint that restores, else from `resume`, else (None, None)."""
+    self._recover_best()
     steps = sorted(self.latest.all_steps(), reverse=True)
     failures = []
     for step in steps:
@@ -201,19 +207,65 @@ class Checkpointer:
     logging.info("saved checkpoint %d to %s/%d (%.1f s)", step, self.latest.directory, step, time.time() - t0)
 
   def save_best(self, step, state, metrics):
-    """Keep `state` in best/ if metrics[best_metric] beats the kept one."""
+    """Keep `state` in best/ if metrics[best_metric] beats the kept one.
+
+    best/ may hold `step` already: the run resumed from an older checkpoint (the newer ones were damaged)
+    and has computed that step again. Then that entry is replaced by this run's state (`_replacing`).
+    """
     if self.best is None or self.best_metric not in metrics:
       return False
     value = float(metrics[self.best_metric])
-    self._write(
-      self.best,
-      step,
-      lambda: self.best.save(step, args=ocp.args.StandardSave(state), metrics={self.best_metric: value}, force=True),
-    )
+    with self._replacing(step):
+      self._write(
+        self.best,
+        step,
+        lambda: self.best.save(step, args=ocp.args.StandardSave(state), metrics={self.best_metric: value}, force=True),
+      )
     kept = self.best.best_step() == step
     if kept:
       logging.info("best %s so far (%.4f): kept step %d in %s", self.best_metric, value, step, self.best.directory)
     return kept
+
+  @contextlib.contextmanager
+  def _replacing(self, step):
+    """Sets best/<step> aside (WORKDIR/best.replacing/<step>) while `step` is saved again; deletes it once the new
+    one is complete, puts it back if the save fails. A kill in between: `_recover_best` at the next start."""
+    if step not in self.best.all_steps():
+      yield
+      return
+    kept = os.path.join(str(self.best.directory), str(step))
+    aside = os.path.join(self.workdir, REPLACING, str(step))
+    if jax.process_index() == 0:
+      shutil.rmtree(aside, ignore_errors=True)
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      shutil.move(kept, aside)
+    _barrier("best_aside")  # every process lists best/ without it before the save
+    self.best.reload()
+    try:
+      yield
+    except BaseException:
+      if jax.process_index() == 0 and not os.path.exists(kept):
+        shutil.move(aside, kept)
+        shutil.rmtree(os.path.dirname(aside), ignore_errors=True)
+      raise
+    if jax.process_index() == 0:
+      shutil.rmtree(os.path.dirname(aside), ignore_errors=True)
+    logging.info("best/ held step %d from before the resume: replaced by this run's step %d", step, step)
+
+  def _recover_best(self):
+    """After a kill inside `_replacing`: the set-aside entry goes back when best/ holds none, else (the new
+    one was complete) it is deleted."""
+    if self.best is None:
+      return
+    root = os.path.join(self.workdir, REPLACING)
+    if jax.process_index() == 0 and os.path.isdir(root):
+      for name in os.listdir(root):
+        if name.isdigit() and not self.best.all_steps():
+          shutil.move(os.path.join(root, name), os.path.join(str(self.best.directory), name))
+          logging.warning("best/ was being replaced when the run ended: put step %s back", name)
+      shutil.rmtree(root, ignore_errors=True)
+    _barrier("best_recovered")
+    self.best.reload()
 
   def _write(self, manager, step, save):
     with _stderr_captured() as noise:  # a failing orbax save prints hundreds of tracebacks from its threads
@@ -260,6 +312,14 @@ class Checkpointer:
       if m is not None:
         m.wait_until_finished()
         m.close()
+
+
+_BARRIERS = itertools.count()
+
+
+def _barrier(name):
+  """All processes meet here (nothing to wait for in a single-process run); each barrier name is used once."""
+  ocp.multihost.sync_global_processes(f"hjepa_{name}_{next(_BARRIERS)}")
 
 
 def _settle(manager, seconds=1.0):

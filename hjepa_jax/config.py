@@ -35,6 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
   # 0 turns them off (train_step then computes nothing extra). 500: a few dozen snapshots over an overnight run;
   # the binning runs inside train_step only at those steps (a lax.cond), so other steps cost the same.
   c.histogram_every_steps = 500
+  # A jax.profiler trace of this many steps right after the compile (the session's 2nd step on), in WORKDIR/profile
+  # (TensorBoard's Profile tab, or ui.perfetto.dev); process 0 only. 0: off, and nothing extra runs.
+  c.profile_steps = 0
   c.ckpt_every_epochs = 1.0
   c.ckpt_every_steps = config_dict.placeholder(int)
   c.keep_checkpoints = 3  # newest k kept; the best is kept apart in best/
@@ -79,7 +82,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.remat = "none"  # none | nothing_saveable | dots_with_no_batch_dims_saveable | ...
   c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
   # layout: "per_block" (I-JEPA: one sequence per target block) | "joint" (one sequence per image, blocks
-  # kept apart by an attention mask: fewer FLOPs; README "Encoders and predictor").
+  # kept apart by an attention mask: fewer FLOPs; docs/algorithm.md "Encoders and predictor").
   c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6, layout="per_block"))
   # Feature Pyramid Network over the hierarchy levels (phase 3): lateral projections of each level's
   # predictions to feature_dim, top-down from the coarsest level, fused by add | concat.

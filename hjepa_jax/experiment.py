@@ -55,6 +55,7 @@ class Experiment:
   log_every: int
   log_mask_images: bool
   histogram_every: int  # 0: no parameter / gradient histograms
+  profile_steps: int  # 0: no jax.profiler trace (train.py, periodic.Profile)
   report_criteria: str  # the seed guide's criteria report.md ticks (hjepa_jax/report.py)
   ckpt_every: int
   keep_checkpoints: int
@@ -329,8 +330,8 @@ def grad_accum_steps(cfg) -> int:
   return accum
 
 
-def hierarchy_spec(cfg, grid, masks: MaskSpec, batch_size) -> levels_lib.HierarchySpec:
-  """HierarchySpec from `config.loss`: the levels' weights, design and (multiscale) per-level masks."""
+def hierarchy_weights(cfg, grid):
+  """`loss.hierarchy_weights`, checked against `loss.num_hierarchies` and the patch grid (before any compile)."""
   weights = tuple(float(w) for w in cfg.loss.hierarchy_weights)
   require(
     min(weights, default=0) >= 0 and sum(weights) > 0,
@@ -353,11 +354,17 @@ def hierarchy_spec(cfg, grid, masks: MaskSpec, batch_size) -> levels_lib.Hierarc
   )
   growth = cfg.loss.multiscale.scale_growth
   require(growth >= 1, "loss.multiscale.scale_growth", f"must be >= 1 (coarse blocks are larger), got {growth}")
+  return weights
+
+
+def hierarchy_spec(cfg, weights, masks: MaskSpec, batch_size) -> levels_lib.HierarchySpec:
+  """HierarchySpec from `config.loss`: the levels' weights, design and (multiscale) per-level masks."""
   level_masks = ()
   if cfg.loss.hierarchy == "multiscale":
+    growth = cfg.loss.multiscale.scale_growth
     level_masks = tuple(
       _level_masks(masks, k, max(1, masks.num_targets // 2**k), growth, cfg.mask.capacity, batch_size)
-      for k in range(1, levels)
+      for k in range(1, len(weights))
     )
   return levels_lib.HierarchySpec(design=cfg.loss.hierarchy, weights=weights, level_masks=level_masks)
 
@@ -389,16 +396,17 @@ def _with_capacities(spec, capacity, batch_size):
 def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
   """The static description of one update: model, masks, schedules, losses, accumulation."""
   net = model(cfg)
+  weights = hierarchy_weights(cfg, net.grid)
   require(cfg.loss.type in losses.LOSS_TYPES, "loss.type", f"{cfg.loss.type!r} is not one of {losses.LOSS_TYPES}")
   accum = grad_accum_steps(cfg)
   optim, views = optim_spec(cfg, total_steps, warmup_steps), view_losses(cfg)
   batch = cfg.data.batch_size * accum
-  masks = mask_spec(cfg.mask, net.grid, batch)  # late: estimating capacities compiles
+  masks = mask_spec(cfg.mask, net.grid, batch)  # last: estimating capacities compiles
   return StepSpec(
     model=net,
     masks=masks,
     optim=optim,
-    hierarchy=hierarchy_spec(cfg, net.grid, masks, batch),
+    hierarchy=hierarchy_spec(cfg, weights, masks, batch),
     loss_type=cfg.loss.type,
     grad_accum_steps=accum,
     views=views,
@@ -502,6 +510,7 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
   require(
     cfg.histogram_every_steps >= 0, "histogram_every_steps", f"must be >= 0 (0: off), got {cfg.histogram_every_steps}"
   )
+  require(cfg.profile_steps >= 0, "profile_steps", f"must be >= 0 (0: off), got {cfg.profile_steps}")
   require(cfg.report.criteria in CRITERIA, "report.criteria", f"{cfg.report.criteria!r} is not one of {CRITERIA}")
   require(
     cfg.keep_checkpoints >= 1,
@@ -524,6 +533,7 @@ def build_experiment(cfg, num_examples, platform) -> Experiment:
     log_every=cfg.log_every_steps,
     log_mask_images=cfg.log_mask_images,
     histogram_every=cfg.histogram_every_steps,
+    profile_steps=cfg.profile_steps,
     report_criteria=cfg.report.criteria,
     ckpt_every=ckpt_every,
     keep_checkpoints=cfg.keep_checkpoints,

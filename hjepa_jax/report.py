@@ -16,6 +16,7 @@ import os
 import re
 import statistics
 
+from hjepa_jax.evaluation.results import results_path
 from hjepa_jax.tools import monitor
 
 CRITERIA = ("none", "conservative", "aggressive")
@@ -109,15 +110,13 @@ class Run:
 
 
 def read_run(workdir):
-  from hjepa_jax.evaluation import runner  # pylint: disable=g-import-not-at-top  (JAX; the report needs only paths)
-
   log_path = os.path.join(workdir, "logs", "training.log")
   text = open(log_path, errors="replace").read() if os.path.isfile(log_path) else ""
   offline = {}
   for encoder, path in (
-    ("target", runner.results_path(workdir)),
-    ("online", runner.results_path(workdir, encoder="online")),
-    ("init", runner.results_path(workdir, random_init=True)),
+    ("target", results_path(workdir)),
+    ("online", results_path(workdir, encoder="online")),
+    ("init", results_path(workdir, random_init=True)),
   ):
     if (results := _json(path)) is not None:
       offline[encoder] = results

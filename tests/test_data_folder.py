@@ -40,6 +40,30 @@ def test_classes_are_sorted_folder_names_and_the_startup_line_counts_them(tmp_pa
   assert x.shape == (6, 16, 16, 3) and sorted(y.tolist()) == [0, 0, 1, 1, 2, 2]
 
 
+def test_an_empty_class_folder_counts_as_a_class_with_a_warning_naming_it(tmp_path, caplog):
+  write_image_folder(tmp_path, classes=("cat", "bee"), per_class=2, splits=("train", "val"))
+  (tmp_path / "train" / "ant").mkdir()  # sorts first: label 0, without an image
+  (tmp_path / "train" / "dog").mkdir()
+  (tmp_path / "train" / "dog" / "notes.txt").write_text("not an image")
+  cfg = _cfg(tmp_path)
+  with caplog.at_level(logging.WARNING, logger="hjepa_jax.data.folders"):
+    assert data.num_classes("image_folder", cfg) == 4  # counted (labels follow the sorted folder names) ...
+  warned = [m for m in caplog.messages if "hold no image" in m]
+  assert len(warned) == 1 and "image_folder train: 2 of 4 class folders" in warned[0], caplog.messages  # ... named
+  assert "ant, dog" in warned[0] and str(tmp_path / "train") in warned[0], warned[0]
+  _, y = data.load_labelled("image_folder", "train", cfg, image_size=8)
+  assert sorted(y.tolist()) == [1, 1, 2, 2]  # bee, cat
+  data.clear_cache()
+  caplog.clear()
+  (tmp_path / "train" / "ant").rmdir()
+  (tmp_path / "classes.txt").write_text("cat\nbee\n")
+  cfg.image_folder.classes_file = str(tmp_path / "classes.txt")
+  with caplog.at_level(logging.WARNING, logger="hjepa_jax.data.folders"):
+    assert data.num_classes("image_folder", cfg) == 2
+    folders.scan_folder(folders.folder_spec("image_folder", cfg), "train")
+  assert not [m for m in caplog.messages if "hold no image" in m], caplog.messages  # dog/ is not a listed class
+
+
 def test_class_list_file_sets_labels_and_ignores_other_folders(tmp_path):
   write_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=2)
   (tmp_path / "classes.txt").write_text("c\n\na\n")
@@ -137,7 +161,7 @@ def test_imagenet100_is_an_image_folder_with_the_packaged_list():
 
 @pytest.mark.slow
 def test_ten_class_folder_trains_resumes_and_evaluates_with_the_readme_commands(tmp_path):
-  """README "Your own images": launch/main.py on a 10-class JPEG folder without val/ (held out), the same
+  """docs/data.md "Your own images": launch/main.py on a 10-class JPEG folder without val/ (held out), the same
   command resumed with more steps, then launch/evaluate.py (k-NN) on the held-out val split."""
   classes = tuple(f"n{9000000 + i:08d}" for i in range(10))  # WordNet-style names outside ImageNet-100
   write_image_folder(

@@ -7,7 +7,7 @@ import pytest
 
 import hjepa_jax.data as data
 from hjepa_jax.data.pipeline import MixtureOrder
-from hjepa_jax.data.sources import load_source
+from hjepa_jax.data.local import load_source
 from hjepa_jax.data.validate import check_data_config
 from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
 from tests._data import write_fake_imagenet

@@ -190,6 +190,63 @@ def test_another_models_checkpoint_is_not_damage(trained, tmp_path):
   assert _steps(workdir) == [6, 9, 12]
 
 
+def _scramble(step_dir):
+  """The largest file's bytes replaced by random ones of the same size (a bit-rotten or overwritten file)."""
+  files = [f for f in glob.glob(os.path.join(step_dir, "**", "*"), recursive=True) if os.path.isfile(f)]
+  biggest = max(files, key=os.path.getsize)
+  size = os.path.getsize(biggest)
+  with open(biggest, "wb") as f:
+    f.write(np.random.default_rng(0).bytes(size))
+
+
+def _best_config():
+  return _config(**KEEP3, best_metric="train/loss", best_mode="min")
+
+
+def _full_disk(self, step, *args, **kwargs):
+  raise ValueError("RESOURCE_EXHAUSTED: No space left on device [os_error_code='28']")
+
+
+def test_damaged_newest_that_best_holds_is_computed_again_and_replaces_it(tmp_path, monkeypatch):
+  """best/ holds the damaged step 12: the rerun falls back to 9, computes 12 again and replaces best/12 with it
+  (it used to stop there with orbax's StepAlreadyExistsError). One best, nothing lost; a failed replacement puts
+  the old entry back, and so does the next start after a kill inside one."""
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(_best_config(), workdir)
+  assert _steps(workdir) == [6, 9, 12] and _steps(workdir, "best") == [12]
+  _scramble(os.path.join(workdir, "checkpoints", "12"))
+  train.train_and_evaluate(_best_config(), workdir)
+  log = open(os.path.join(workdir, "logs", "training.log")).read()
+  assert "checkpoint 12 does not restore" in log and "checkpoints/9 at step 9" in log
+  assert _steps(workdir) == [6, 9, 12] and _steps(workdir, "best") == [12]
+  assert json.load(open(os.path.join(workdir, "summary.json")))["finished"]
+  (aside,) = os.listdir(os.path.join(workdir, checkpoint.DAMAGED))  # the damaged one, kept aside
+  assert aside.startswith("12-") and not os.path.exists(os.path.join(workdir, checkpoint.REPLACING))
+  _, best = checkpoint.restore_for_eval(workdir, best=True)
+  _, newest = checkpoint.restore_for_eval(workdir, 12)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, best, newest)  # best/12 is this run's step 12
+
+  ckpt = checkpoint.Checkpointer(workdir, 3, "train/loss", "min")
+  try:
+    with monkeypatch.context() as m:  # the replacing save fails: the old best/12 goes back
+      m.setattr(ocp.CheckpointManager, "save", _full_disk)
+      with pytest.raises(checkpoint.CheckpointError, match="no space left"):
+        ckpt.save_best(12, newest, {"train/loss": 0.0})
+    assert _steps(workdir, "best") == [12] and not os.path.exists(os.path.join(workdir, checkpoint.REPLACING))
+  finally:
+    ckpt.close()
+  # A kill after best/12 was set aside and before its replacement completed: the next start puts it back.
+  os.makedirs(os.path.join(workdir, checkpoint.REPLACING))
+  os.rename(os.path.join(workdir, "best", "12"), os.path.join(workdir, checkpoint.REPLACING, "12"))
+  ckpt = checkpoint.Checkpointer(workdir, 3, "train/loss", "min")
+  try:
+    ckpt.restore(_abstract(_config()))
+    assert ckpt.best.all_steps() == [12]
+  finally:
+    ckpt.close()
+  assert _steps(workdir, "best") == [12] and not os.path.exists(os.path.join(workdir, checkpoint.REPLACING))
+
+
 # ---------------------------------------------------------------------------------------------
 # A full disk.
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Input pipelines for H-JEPA pretraining and evaluation (numpy + TensorFlow).
 
   config.py    the `config.data` keys and their defaults
-  validate.py  DataError, the dataset catalogue, and every check of a `config.data` value
-  local.py     the `Source` cache: dataset name -> loader; digits
+  catalog.py   DataError and the dataset catalogue (a leaf: imports nothing from the package)
+  validate.py  every check of a `config.data` value
+  local.py     the `Source` cache: dataset name -> loader
   archives.py  CIFAR-10/100 pickles and STL-10 binaries from their official release files
+  digits.py    scikit-learn's bundled digits, for smoke runs
   folders.py   image folders (image_folder, imagenet100): listing, classes, hold-out, PIL decoding
   sources.py   TFDS datasets and decoding image files in tf.data
   augment.py   TensorFlow image ops: resizing, random-resized crops, flips, 3-Augment, multi-crop views
@@ -15,11 +17,12 @@ or a dataset is first requested, so configs can use `default_data_config`
 without paying for it.
 """
 
-import importlib
+from hjepa_jax import lazy
 from typing import TYPE_CHECKING
 
 from hjepa_jax.data.config import default_data_config
-from hjepa_jax.data.validate import DATASET_NAMES, DIR_KEYS, DataError, num_classes
+from hjepa_jax.data.catalog import DATASET_NAMES, DIR_KEYS, DataError
+from hjepa_jax.data.validate import num_classes
 
 _LAZY = {
   "make_pretrain_iterator": "hjepa_jax.data.pipeline",
@@ -57,13 +60,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-  if name in _LAZY:
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy.attributes(__name__, _LAZY)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hjepa_jax.data.validate import DataError
+from hjepa_jax.data.catalog import DataError
 
 
 @dataclasses.dataclass(frozen=True)

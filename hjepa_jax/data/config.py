@@ -68,7 +68,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   # Input path: "tfdata" (TensorFlow on the host CPU) or "device" (uint8 images held on the
   # accelerator(s), batches selected and augmented inside jit; image folders are decoded once into
   # memory as squares of max_stored_size, else image_size, pixels; needs no TensorFlow except for
-  # the TFDS datasets). See README "Input pipelines".
+  # the TFDS datasets). See docs/data.md "Input pipelines".
   c.pipeline = "tfdata"
   # tf.data map parallelism; -1 means tf.data.AUTOTUNE.
   c.num_parallel_calls = -1

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hjepa_jax.data.validate import DataError
+from hjepa_jax.data.catalog import DataError
 
 _log = logging.getLogger(__name__)
 
@@ -85,18 +85,26 @@ def folder_spec(name: str, data_cfg: Any) -> FolderSpec:
   )
 
 
-def _list_split(split_dir: Path, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-  """Sorted image paths and labels under split_dir/<class>/, and the classes without a folder there."""
-  paths, labels, missing = [], [], []
+def _list_split(split_dir: Path, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+  """Sorted image paths and labels under split_dir/<class>/, the classes without a folder there, and those whose
+  folder holds no image file (both still classes: labels follow `classes`)."""
+  paths, labels, missing, empty = [], [], [], []
   for label, name in enumerate(classes):
     class_dir = split_dir / name
     if not class_dir.is_dir():
       missing.append(name)
       continue
     files = sorted(e.name for e in os.scandir(class_dir) if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+      empty.append(name)
     paths.extend(str(class_dir / f) for f in files)
     labels.extend([label] * len(files))
-  return np.asarray(paths, dtype=str), np.asarray(labels, np.int32), missing
+  return np.asarray(paths, dtype=str), np.asarray(labels, np.int32), missing, empty
+
+
+def _named(names: list[str], limit: int = 10) -> str:
+  shown = ", ".join(names[:limit])
+  return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
 def _hold_out(labels: np.ndarray, fraction: float) -> np.ndarray:
@@ -132,11 +140,25 @@ def folder_index(spec: FolderSpec) -> tuple[tuple[str, ...], dict[str, tuple[np.
   splits = {}
   for split in SPLITS:
     if (root / split).is_dir():
-      paths, labels, missing = _list_split(root / split, classes)
+      paths, labels, missing, empty = _list_split(root / split, classes)
       splits[split] = (paths, labels)
       if missing and len(paths):
         _log.warning(
           "%s %s: %d of %d class folders missing under %s", spec.name, split, len(missing), len(classes), root / split
+        )
+      if empty and len(paths):  # a split without any image fails where it is used (scan_folder)
+        _log.warning(
+          "%s %s: %d of %d class folders under %s hold no image (%s) but still count as classes: %s. %s",
+          spec.name,
+          split,
+          len(empty),
+          len(classes),
+          root / split,
+          ", ".join(IMAGE_EXTENSIONS),
+          _named(empty),
+          "Add images to them or delete them (the labels of the classes sorted after them shift)."
+          if spec.classes is None
+          else f"Add images to them (the classes come from {spec.classes_from}).",
         )
   note = ""
   if "val" not in splits and spec.val_fraction > 0 and "train" in splits:

@@ -1,6 +1,6 @@
 """Where examples come from, without TensorFlow: the `Source` cache and the dispatch from a dataset name to
 its loader (official release files in `archives.py`, image folders in `folders.py`, TFDS in `sources.py`,
-scikit-learn's digits here).
+scikit-learn's digits in `digits.py`). `sources.py` (TensorFlow) is below this module: it never imports it.
 
 A source is either images held in memory (CIFAR, STL-10, digits) or a list of image files (image folders
 on the tf.data path); both are addressed by example index, which is what lets the pipelines start
@@ -32,8 +32,10 @@ from hjepa_jax.data.archives import (  # noqa: F401  (re-exported: this module's
   resolve_cifar10_dir,
   verify_cifar10_md5,
 )
+from hjepa_jax.data.catalog import FOLDER_NAMES, TFDS_NAMES, DataError
+from hjepa_jax.data.digits import load_digits
 from hjepa_jax.data.folders import IMAGENET100_CLASSES_FILE, imagenet100_classes  # noqa: F401  (re-exported)
-from hjepa_jax.data.validate import FOLDER_NAMES, TFDS_NAMES, DataError, DatasetSpec, check_name
+from hjepa_jax.data.validate import DatasetSpec, check_name
 
 _log = logging.getLogger(__name__)
 
@@ -144,37 +146,6 @@ def clear_cache() -> None:
   """Drops every cached dataset and folder listing (frees memory; tests use it between mocks)."""
   _load_cached.cache_clear()
   folders.folder_index.cache_clear()
-
-
-# --- scikit-learn's bundled 8x8 digits as tiny RGB images, for smoke runs offline --------------
-
-_DIGITS_SIZE = 32  # 8x8 pixels are repeated 4x so crops and resizes have room.
-_DIGITS_TEST_EVERY = 5  # every 5th example of each class (original order) is test
-
-
-def load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
-  """uint8 images [N, 32, 32, 3] and int32 labels.
-
-  The split is stratified and independent of any RNG implementation: within
-  each class, every fifth example in the original order goes to "test"
-  (364 images), the rest to "train" (1433).
-  """
-  if split not in ("train", "test"):
-    raise DataError(f"digits has splits 'train' and 'test', not {split!r}.")
-  from sklearn.datasets import load_digits as sklearn_digits  # pylint: disable=g-import-not-at-top
-
-  bunch = sklearn_digits()
-  pixels = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # values are 0..16
-  labels = bunch.target.astype(np.int32)
-  rank_in_class = np.zeros(len(labels), dtype=np.int64)
-  for c in np.unique(labels):
-    idx = np.flatnonzero(labels == c)
-    rank_in_class[idx] = np.arange(len(idx))
-  is_test = rank_in_class % _DIGITS_TEST_EVERY == 0
-  keep = is_test if split == "test" else ~is_test
-  scale = _DIGITS_SIZE // pixels.shape[1]
-  images = pixels[keep].repeat(scale, axis=1).repeat(scale, axis=2)
-  return np.ascontiguousarray(np.repeat(images[..., None], 3, axis=-1)), labels[keep]
 
 
 # --- A pretraining mixture --------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""TensorFlow-side loading: TFDS datasets (cifar10, stl10, ImageNet-100 from imagenet2012) into memory, and decoding image files without
-letting a corrupt one end a run. The TF-free loaders and the `Source` cache are in `local.py`,
-`archives.py` and `folders.py` (partly re-exported here).
+"""TensorFlow-side loading: TFDS datasets (cifar10, stl10, ImageNet-100 from imagenet2012) into memory, and decoding
+image files without letting a corrupt one end a run. The TF-free loaders are in `archives.py`, `folders.py` and
+`digits.py` (partly re-exported here); the `Source` cache and the dispatch from a dataset name to its loader
+(`load_source`, `Source`, `clear_cache`) are in `local.py`, which calls the loaders here for TFDS datasets, so
+this module does not import it.
 """
 
 import logging
@@ -11,23 +13,19 @@ import numpy as np
 import tensorflow as tf
 
 from hjepa_jax.data import augment
-from hjepa_jax.data.folders import record_skipped, skipped_files  # noqa: F401  (re-exported)
-from hjepa_jax.data.local import (  # noqa: F401  (re-exported: this module's former API)
+from hjepa_jax.data.archives import (  # noqa: F401  (re-exported: this module's former API)
   CIFAR10_ENV_VAR,
   CIFAR10_TEST_FILES,
   CIFAR10_TRAIN_FILES,
-  Source,
   _concat,
   _read_cifar10_batch,
-  clear_cache,
-  imagenet100_classes,
   load_cifar10,
-  load_digits,
-  load_source,
   resolve_cifar10_dir,
   verify_cifar10_md5,
 )
-from hjepa_jax.data.validate import DataError
+from hjepa_jax.data.catalog import DataError
+from hjepa_jax.data.digits import load_digits  # noqa: F401  (re-exported)
+from hjepa_jax.data.folders import imagenet100_classes, record_skipped, skipped_files  # noqa: F401  (re-exported)
 
 _log = logging.getLogger(__name__)
 

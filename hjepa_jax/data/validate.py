@@ -1,4 +1,5 @@
-"""DataError, the dataset catalogue, and every check of a `config.data` value, made once up front.
+"""Every check of a `config.data` value, made once up front (DataError and the dataset catalogue: `catalog.py`,
+re-exported here).
 
 The trainer calls `check_data_config` before it compiles anything, and every public entry point of the
 package calls it on the config it is given, so a bad value fails in seconds with the key's name instead
@@ -12,43 +13,16 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
+from hjepa_jax.data.catalog import (  # noqa: F401  (DATASET_NAMES, DIR_KEYS, FOLDER_NAMES, TFDS_NAMES: re-exported)
+  DATASET_NAMES,
+  DATASETS,
+  DIR_KEYS,
+  FOLDER_NAMES,
+  TFDS_NAMES,
+  DataError,
+)
 
-class DataError(Exception):
-  """A dataset cannot be used as configured.
 
-  Messages say what is wrong and what to do about it, because they are what a
-  researcher sees in the log of a run that died at startup.
-  """
-
-
-# name -> (number of classes (None: read from the folder), default pretraining split, labelled splits)
-_DATASETS: dict[str, tuple[int | None, str, tuple[str, ...]]] = {
-  "cifar10": (10, "train", ("train", "test")),
-  "cifar10_local": (10, "train", ("train", "test")),
-  "cifar100_local": (100, "train", ("train", "test")),
-  "stl10": (10, "unlabelled+train", ("train", "test")),
-  "stl10_local": (10, "unlabelled+train", ("train", "test")),
-  "imagenet100": (100, "train", ("train", "val", "test")),
-  "imagenet100_tfds": (100, "train", ("train", "val", "test")),
-  "image_folder": (None, "train", ("train", "val", "test")),
-  "digits": (10, "train", ("train", "test")),
-}
-
-DATASET_NAMES = tuple(_DATASETS)
-TFDS_NAMES = ("cifar10", "stl10", "imagenet100_tfds")
-# Image folders: file lists on the tf.data path, decoded into memory (PIL) on the device path.
-FOLDER_NAMES = ("imagenet100", "image_folder")
-# The config key holding each dataset's folder (digits: bundled, none).
-DIR_KEYS = {
-  "cifar10": "tfds_data_dir",
-  "stl10": "tfds_data_dir",
-  "cifar10_local": "cifar10_dir",
-  "cifar100_local": "cifar100_dir",
-  "stl10_local": "stl10_dir",
-  "imagenet100": "imagenet100_dir",
-  "imagenet100_tfds": "tfds_data_dir",
-  "image_folder": "image_folder.dir",
-}
 PIPELINES = ("tfdata", "device")
 CORRUPT_MODES = ("skip", "error")
 
@@ -73,27 +47,27 @@ def _require(cond: bool, key: str, message: str) -> None:
 
 def check_name(name: str, key: str | None = None) -> None:
   """Raises DataError unless `name` is a known dataset (`key`: the config key it came from, if any)."""
-  if name not in _DATASETS:
+  if name not in DATASETS:
     _fail(f"Unknown dataset {name!r}. Use one of {', '.join(DATASET_NAMES)}.", key)
 
 
 def num_classes(name: str, data_cfg: Any = None) -> int:
   """Number of label classes of a labelled dataset (`data_cfg` locates an image_folder's classes)."""
   check_name(name)
-  if _DATASETS[name][0] is None:
+  if DATASETS[name][0] is None:
     if data_cfg is None:
       raise DataError(f"The number of classes of {name!r} depends on its folder: pass the data config.")
-    from hjepa_jax.data.folders import num_folder_classes  # pylint: disable=g-import-not-at-top  (imports this module)
+    from hjepa_jax.data.folders import num_folder_classes  # pylint: disable=g-import-not-at-top  (numpy; image folders only)
 
     return num_folder_classes(name, data_cfg)
-  return _DATASETS[name][0]
+  return DATASETS[name][0]
 
 
 def check_labelled_split(name: str, split: str, key: str | None = None) -> None:
   """Raises DataError unless `split` is a labelled split of dataset `name` (image folders: "test" means "val"
   where there is no test/ folder)."""
   check_name(name)
-  splits = _DATASETS[name][2]
+  splits = DATASETS[name][2]
   if split not in splits:
     _fail(f"{name!r} has labelled splits {', '.join(splits)}; {split!r} is not one.", key)
 
@@ -155,7 +129,7 @@ def parse_datasets(datasets: Any) -> list[DatasetSpec]:
       f"dataset {name!r} has weight {weight!r}; weights must be positive finite numbers "
       "(they are normalised to sum to 1). Remove the entry instead of giving it weight 0.",
     )
-    split = e.get("split") or _DATASETS[name][1]
+    split = e.get("split") or DATASETS[name][1]
     specs.append(DatasetSpec(name=name, split=str(split), weight=float(weight)))
   keys = [(s.name, s.split) for s in specs]
   _require(len(set(keys)) == len(keys), "datasets", f"lists the same (name, split) twice: {keys}. Merge the entries.")

@@ -2,18 +2,38 @@
 
 Pure functions on arrays (no data loading, no model code), so they can run on
 features extracted by any backbone, during training or offline.
+
+Importing this package is cheap: JAX is imported only when one of the functions below is first requested,
+so plain-Python modules (`results.py`, read by the run report) live here without paying for it.
 """
 
-from hjepa_jax.evaluation.diagnostics import (
-  collapse_report,
-  effective_rank,
-  feature_entropy,
-  feature_std,
-  rank_ratio,
-)
-from hjepa_jax.evaluation.fewshot import fewshot_episodes, ridge_fewshot
-from hjepa_jax.evaluation.knn import knn_classify, knn_predict
-from hjepa_jax.evaluation.linear_probe import linear_probe
+from hjepa_jax import lazy
+from typing import TYPE_CHECKING
+
+_LAZY = {
+  "collapse_report": "hjepa_jax.evaluation.diagnostics",
+  "effective_rank": "hjepa_jax.evaluation.diagnostics",
+  "feature_entropy": "hjepa_jax.evaluation.diagnostics",
+  "feature_std": "hjepa_jax.evaluation.diagnostics",
+  "rank_ratio": "hjepa_jax.evaluation.diagnostics",
+  "fewshot_episodes": "hjepa_jax.evaluation.fewshot",
+  "ridge_fewshot": "hjepa_jax.evaluation.fewshot",
+  "knn_classify": "hjepa_jax.evaluation.knn",
+  "knn_predict": "hjepa_jax.evaluation.knn",
+  "linear_probe": "hjepa_jax.evaluation.linear_probe",
+}
+
+if TYPE_CHECKING:
+  from hjepa_jax.evaluation.diagnostics import (
+    collapse_report,
+    effective_rank,
+    feature_entropy,
+    feature_std,
+    rank_ratio,
+  )
+  from hjepa_jax.evaluation.fewshot import fewshot_episodes, ridge_fewshot
+  from hjepa_jax.evaluation.knn import knn_classify, knn_predict
+  from hjepa_jax.evaluation.linear_probe import linear_probe
 
 __all__ = [
   "knn_classify",
@@ -27,3 +47,6 @@ __all__ = [
   "feature_entropy",
   "collapse_report",
 ]
+
+
+__getattr__, __dir__ = lazy.attributes(__name__, _LAZY)

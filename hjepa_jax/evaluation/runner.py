@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -29,6 +30,7 @@ from hjepa_jax.evaluation.features import FEATURE_KINDS, extract_features, make_
 from hjepa_jax.evaluation.fewshot import fewshot_episodes, ridge_fewshot
 from hjepa_jax.evaluation.knn import knn_classify
 from hjepa_jax.evaluation.linear_probe import linear_probe
+from hjepa_jax.evaluation.results import BASELINE, RESULTS, results_path  # noqa: F401  (runner.*: launchers, tests)
 from hjepa_jax import experiment
 
 EVAL_TYPES = ("knn", "linear_probe", "fewshot", "features")
@@ -38,7 +40,6 @@ FEWSHOT_WAYS, FEWSHOT_QUERIES = 5, 15
 LAST_BLOCKS = 4
 DEFAULT_FEATURE_KINDS = ("avgpool", "last4")
 ENCODERS = ("target", "online")
-RESULTS, BASELINE = "results", "results_random_init"
 _DIAGNOSTICS = ("feature_std", "effective_rank", "rank_ratio", "feature_entropy", "collapsed")
 
 
@@ -247,60 +248,14 @@ def evaluate_run(
   started = time.time()
   types = resolve_eval_types(eval_types)
   check_encoder(encoder, random_init)
-  cfg = load_run_config(workdir)
-  data_cfg = cfg.data
-  name = dataset or data_cfg.eval_dataset
-  split_names = dict(zip(("train", "test"), eval_splits(name, data_cfg)))
-  if data_dir:
-    if name not in data_lib.DIR_KEYS:
-      raise EvaluationError(f"--data_dir: dataset {name!r} has no folder to set")
-    data_cfg.update_from_flattened_dict({data_lib.DIR_KEYS[name]: data_dir})
-  num_classes = data_lib.num_classes(name, data_cfg)
-  if max_examples is None:
-    max_examples = data_cfg.eval_max_examples
-  model = experiment.model(cfg)
-  names = feature_names(model, feature_kinds)
-
+  req = _request(workdir, types, dataset, data_dir, max_examples, feature_kinds)
   seconds = {}
-  with _timed(seconds, "restore"):
-    step, params, source = encoder_params(
-      model, cfg, workdir, step=step, best=best, random_init=random_init, encoder=encoder
-    )
-    params = jax.block_until_ready(params)
-  with _timed(seconds, "load_data"):
-    splits = {
-      role: data_lib.load_labelled(name, split, data_cfg, image_size=model.image_size, max_examples=max_examples)
-      for role, split in split_names.items()
-    }
-  if "fewshot" in types:
-    _check_fewshot_possible(splits["test"][1])
-  logging.info(
-    "evaluating %s of %s on %s: %d train / %d test images",
-    source,
-    workdir,
-    name,
-    len(splits["train"][1]),
-    len(splits["test"][1]),
+  step, params, source, splits = _restore_and_load(
+    req, workdir, seconds, step=step, best=best, random_init=random_init, encoder=encoder
   )
   with _timed(seconds, "extract_features"):
-    feats = embed(model, params, splits, names, batch_size)
-
-  metrics = {kind: {} for kind in feats}
-  details = {kind: {} for kind in feats}
-  for t in types:
-    with _timed(seconds, t):
-      for kind, f in feats.items():
-        m, d = EVALUATIONS[t](f["train"], splits["train"][1], f["test"], splits["test"][1], num_classes)
-        metrics[kind].update(m)
-        details[kind].update(d)
-    logging.info("%s done in %.1f s", t, seconds[t])
-
-  depth = model.encoder.depth
-  notes = [
-    f"{name}: the encoder has {depth} blocks, so the last-{LAST_BLOCKS} features concatenate all {depth}"
-    for name in feats
-    if name.startswith("last") and name != f"last{LAST_BLOCKS}"
-  ]
+    feats = embed(req.model, params, splits, req.feature_names, batch_size)
+  metrics, details = _score(req, feats, splits, seconds)
   seconds["total"] = round(time.time() - started, 3)
   results = {
     "workdir": os.path.abspath(workdir),
@@ -308,16 +263,16 @@ def evaluate_run(
     "source": source,
     "random_init": bool(random_init),
     "encoder": "init" if random_init else encoder,
-    "dataset": name,
-    "splits": {role: {"split": split_names[role], "size": int(len(splits[role][1]))} for role in splits},
-    "num_classes": num_classes,
-    "max_examples": max_examples,
-    "image_size": model.image_size,
+    "dataset": req.name,
+    "splits": {role: {"split": req.split_names[role], "size": int(len(splits[role][1]))} for role in splits},
+    "num_classes": req.num_classes,
+    "max_examples": req.max_examples,
+    "image_size": req.model.image_size,
     "feature_kinds": list(feats),
-    "eval_types": list(types),
+    "eval_types": list(req.types),
     "metrics": metrics,
     "details": details,
-    "notes": notes,
+    "notes": _notes(req.model, feats),
     "seconds": seconds,
     "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "jax": {"version": jax.__version__, "backend": jax.default_backend()},
@@ -327,15 +282,96 @@ def evaluate_run(
   return results
 
 
+class _Request(NamedTuple):
+  """What `evaluate_run` was asked, resolved against the run's own config."""
+
+  types: tuple  # of EVAL_TYPES
+  cfg: ml_collections.ConfigDict  # the run's config (WORKDIR/config.json over today's defaults)
+  data_cfg: ml_collections.ConfigDict  # its data config, with --data_dir applied
+  name: str  # the dataset
+  split_names: dict  # {"train": split, "test": split}
+  num_classes: int
+  max_examples: int | None  # per split; None: whole splits
+  model: Any
+  feature_names: dict  # {result name: make_feature_fn kind}
+
+
+def _request(workdir, types, dataset, data_dir, max_examples, feature_kinds):
+  """Every argument checked and resolved (the run's config, dataset, splits, model) before anything is loaded."""
+  cfg = load_run_config(workdir)
+  data_cfg = cfg.data
+  name = dataset or data_cfg.eval_dataset
+  split_names = dict(zip(("train", "test"), eval_splits(name, data_cfg)))
+  if data_dir:
+    if name not in data_lib.DIR_KEYS:
+      raise EvaluationError(f"--data_dir: dataset {name!r} has no folder to set")
+    data_cfg.update_from_flattened_dict({data_lib.DIR_KEYS[name]: data_dir})
+  num_classes = data_lib.num_classes(name, data_cfg)
+  model = experiment.model(cfg)
+  return _Request(
+    types=types,
+    cfg=cfg,
+    data_cfg=data_cfg,
+    name=name,
+    split_names=split_names,
+    num_classes=num_classes,
+    max_examples=data_cfg.eval_max_examples if max_examples is None else max_examples,
+    model=model,
+    feature_names=feature_names(model, feature_kinds),
+  )
+
+
+def _restore_and_load(req, workdir, seconds, **which):
+  """(step, encoder params, source, {role: (images, labels)}): the encoder `which` names and the labelled splits."""
+  with _timed(seconds, "restore"):
+    step, params, source = encoder_params(req.model, req.cfg, workdir, **which)
+    params = jax.block_until_ready(params)
+  with _timed(seconds, "load_data"):
+    splits = {
+      role: data_lib.load_labelled(
+        req.name, split, req.data_cfg, image_size=req.model.image_size, max_examples=req.max_examples
+      )
+      for role, split in req.split_names.items()
+    }
+  if "fewshot" in req.types:
+    _check_fewshot_possible(splits["test"][1])
+  logging.info(
+    "evaluating %s of %s on %s: %d train / %d test images",
+    source,
+    workdir,
+    req.name,
+    len(splits["train"][1]),
+    len(splits["test"][1]),
+  )
+  return step, params, source, splits
+
+
+def _score(req, feats, splits, seconds):
+  """({feature name: metrics}, {feature name: details}) of every requested evaluation, each one timed."""
+  metrics = {kind: {} for kind in feats}
+  details = {kind: {} for kind in feats}
+  for t in req.types:
+    with _timed(seconds, t):
+      for kind, f in feats.items():
+        m, d = EVALUATIONS[t](f["train"], splits["train"][1], f["test"], splits["test"][1], req.num_classes)
+        metrics[kind].update(m)
+        details[kind].update(d)
+    logging.info("%s done in %.1f s", t, seconds[t])
+  return metrics, details
+
+
+def _notes(model, feats):
+  depth = model.encoder.depth
+  return [
+    f"{name}: the encoder has {depth} blocks, so the last-{LAST_BLOCKS} features concatenate all {depth}"
+    for name in feats
+    if name.startswith("last") and name != f"last{LAST_BLOCKS}"
+  ]
+
+
 # ---------------------------------------------------------------------------------------------
 # Reports.
 # ---------------------------------------------------------------------------------------------
-
-
-def results_path(workdir, random_init=False, ext="json", encoder="target"):
-  """WORKDIR/evaluation/results.EXT (target), results_online.EXT, results_random_init.EXT."""
-  name = BASELINE if random_init else (RESULTS if encoder == "target" else f"{RESULTS}_{encoder}")
-  return os.path.join(workdir, "evaluation", f"{name}.{ext}")
 
 
 def _write_text(path, text):

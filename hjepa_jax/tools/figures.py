@@ -96,11 +96,7 @@ def plot_curves(runs, tags, path, title=None, smooth=0):
       ax.legend(fontsize=7)
   for ax in axes.ravel()[len(tags) :]:
     ax.set_visible(False)
-  if title:
-    fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(plt, fig, path, title)
   return tags
 
 
@@ -140,9 +136,14 @@ def plot_intervals(panels, path, title=None, ylabel=None):
       ax.set_ylabel(ylabel, fontsize=8)
     if not rows:
       ax.text(0.5, 0.5, "no variant to compare", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+  _save(plt, fig, path, title)
+  return path
+
+
+def _save(plt, fig, path, title=None):
+  """The figure's title, tight layout and PNG at 110 dpi, then closed (pyplot keeps every open figure)."""
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
-  return path
