@@ -22,7 +22,7 @@ def test_recipe_schedules_fit_its_length(arg):
   total, o = exp.total_steps, spec.optim
   assert total == round(cfg.total_epochs * exp.steps_per_epoch)
   assert abs(o.warmup_steps - 0.1 * total) <= 1
-  assert len(spec.hierarchy_weights) == cfg.loss.num_hierarchies
+  assert len(spec.hierarchy.weights) == cfg.loss.num_hierarchies
   lr, ema = optim.lr_schedule(o), optim.ema_schedule(o)
   assert float(lr(total)) == pytest.approx(o.final_lr) and float(lr(o.warmup_steps)) == pytest.approx(o.lr)
   assert float(ema(0)) == pytest.approx(0.99) and float(ema(total // 2 + 1)) == pytest.approx(0.999)
