@@ -68,7 +68,8 @@ def save_panels(
 
 
 def plot_curves(runs, tags, path, title=None, smooth=0):
-  """One subplot per tag with every run overlaid; runs = {name: events.read_scalars(...) dict}.
+  """One subplot per tag with every run overlaid, each run in one colour in every panel; runs = {name:
+  events.read_scalars(...) dict}.
 
   Tags that no run has are skipped; returns the tags drawn (nothing is written when none).
   """
@@ -80,14 +81,15 @@ def plot_curves(runs, tags, path, title=None, smooth=0):
   nr = -(-len(tags) // nc)
   fig, axes = plt.subplots(nr, nc, figsize=(4.2 * nc, 2.9 * nr), squeeze=False)
   for ax, tag in zip(axes.ravel(), tags):
-    for name, scalars in runs.items():
+    for i, (name, scalars) in enumerate(runs.items()):
       if tag not in scalars:
         continue
       steps, values = scalars[tag]
       if smooth > 1 and len(values) > smooth:
         values = np.convolve(values, np.ones(smooth) / smooth, mode="valid")
         steps = steps[smooth - 1 :]
-      ax.plot(steps, values, marker="o" if len(values) < 20 else None, markersize=3, label=name)
+      marker = "o" if len(values) < 20 else None
+      ax.plot(steps, values, marker=marker, markersize=3, label=name, color=f"C{i % 10}")  # a run's colour everywhere
     ax.set_title(tag, fontsize=9)
     ax.set_xlabel("step", fontsize=8)
     ax.tick_params(labelsize=7)
