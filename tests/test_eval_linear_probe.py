@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hjepa_jax.evaluation import linear_probe
+from hjepa_jax.evaluation.linear_probe import linear_probe
 
 # One shape/config for every test so the jitted sweep compiles once per session.
 N_TRAIN, N_TEST, DIM, CLASSES = 800, 400, 16, 4

@@ -4,7 +4,9 @@ Pure functions on arrays (no data loading, no model code), so they can run on
 features extracted by any backbone, during training or offline.
 
 Importing this package is cheap: JAX is imported only when one of the functions below is first requested,
-so plain-Python modules (`results.py`, read by the run report) live here without paying for it.
+so plain-Python modules (`results.py`, read by the run report) live here without paying for it. The linear
+probe is `hjepa_jax.evaluation.linear_probe.linear_probe`: a lazy package attribute cannot share its submodule's
+name (once the submodule is imported, the attribute is the module).
 """
 
 from hjepa_jax import lazy
@@ -20,7 +22,6 @@ _LAZY = {
   "ridge_fewshot": "hjepa_jax.evaluation.fewshot",
   "knn_classify": "hjepa_jax.evaluation.knn",
   "knn_predict": "hjepa_jax.evaluation.knn",
-  "linear_probe": "hjepa_jax.evaluation.linear_probe",
 }
 
 if TYPE_CHECKING:
@@ -33,12 +34,10 @@ if TYPE_CHECKING:
   )
   from hjepa_jax.evaluation.fewshot import fewshot_episodes, ridge_fewshot
   from hjepa_jax.evaluation.knn import knn_classify, knn_predict
-  from hjepa_jax.evaluation.linear_probe import linear_probe
 
 __all__ = [
   "knn_classify",
   "knn_predict",
-  "linear_probe",
   "fewshot_episodes",
   "ridge_fewshot",
   "feature_std",
