@@ -311,9 +311,10 @@ def _train(run, state, start, stop):
     pending.append(metrics)
     guard.push(step, metrics["nonfinite"])
 
-    log_now = step % exp.log_every == 0 or step == exp.total_steps or stop.requested
+    stopping = stop.requested  # read once: a signal landing below is handled after the next step, not half-way
+    log_now = step % exp.log_every == 0 or step == exp.total_steps or stopping
     eval_now = run.evaluator is not None and (step % exp.eval.every == 0 or step == exp.total_steps)
-    save_now = step % exp.ckpt_every == 0 or step == exp.total_steps or stop.requested
+    save_now = step % exp.ckpt_every == 0 or step == exp.total_steps or stopping
     if not (log_now or eval_now or save_now):
       continue
     guard.settle()  # nothing is logged, evaluated or saved past an unchecked step
@@ -323,8 +324,8 @@ def _train(run, state, start, stop):
     last.update(eval_metrics)
     if save_now:
       _save(run, step, state, last, evaluated=bool(eval_metrics))
-    if stop.requested:
-      logging.info("stopped by %s at step %d; checkpoint saved. Run the same command to resume.", stop.requested, step)
+    if stopping:
+      logging.info("stopped by %s at step %d; checkpoint saved. Run the same command to resume.", stopping, step)
       break
   return step, last
 
