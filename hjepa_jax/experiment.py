@@ -211,6 +211,11 @@ MASK_CAPACITIES = ("batch_min", "exact")
 def mask_spec(mk, grid, batch_size) -> MaskSpec:
   """MaskSpec from `config.mask` on a patch grid for updates of `batch_size` images (all micro-batches
   together, so gradient accumulation draws the same masks); ranges are checked here."""
+  return _with_capacities(_unsized_mask_spec(mk, grid), mk.capacity, batch_size)
+
+
+def _unsized_mask_spec(mk, grid) -> MaskSpec:
+  """The checked MaskSpec of `config.mask` with capacities still 0 (sizing them compiles, so it comes last)."""
   for name in ("target_scale", "target_aspect", "context_scale", "context_aspect"):
     pair = tuple(mk[name])
     require(
@@ -231,7 +236,7 @@ def mask_spec(mk, grid, batch_size) -> MaskSpec:
   require(mk.capacity in MASK_CAPACITIES, "mask.capacity", f"{mk.capacity!r} is not one of {MASK_CAPACITIES}")
   n = grid[0] * grid[1]
   require(1 <= mk.min_context < n, "mask.min_context", f"must be in [1, {n}), got {mk.min_context}")
-  spec = MaskSpec(
+  return MaskSpec(
     grid=tuple(grid),
     num_targets=mk.num_targets,
     target_scale=tuple(mk.target_scale),
@@ -242,7 +247,6 @@ def mask_spec(mk, grid, batch_size) -> MaskSpec:
     context_capacity=0,
     target_capacity=0,
   )
-  return _with_capacities(spec, mk.capacity, batch_size)
 
 
 def view_losses(cfg) -> ViewLosses:
@@ -357,33 +361,28 @@ def hierarchy_weights(cfg, grid):
   return weights
 
 
-def hierarchy_spec(cfg, weights, masks: MaskSpec, batch_size) -> levels_lib.HierarchySpec:
-  """HierarchySpec from `config.loss`: the levels' weights, design and (multiscale) per-level masks."""
-  level_masks = ()
-  if cfg.loss.hierarchy == "multiscale":
-    growth = cfg.loss.multiscale.scale_growth
-    level_masks = tuple(
-      _level_masks(masks, k, max(1, masks.num_targets // 2**k), growth, cfg.mask.capacity, batch_size)
-      for k in range(1, len(weights))
+def multiscale_level_masks(cfg, weights, base: MaskSpec):
+  """The multiscale design's mask specs of levels 1.. (capacities still 0; empty for the other designs),
+  each checked to have a block shape and to leave room for mask.min_context, before anything compiles."""
+  if cfg.loss.hierarchy != "multiscale":
+    return ()
+  growth, specs = cfg.loss.multiscale.scale_growth, []
+  for level in range(1, len(weights)):
+    spec = levels_lib.level_mask_spec(base, level, max(1, base.num_targets // 2**level), growth)
+    require(
+      len(spec.target_shapes),
+      "loss.multiscale.scale_growth",
+      f"level {level}'s target blocks (scale {spec.target_scale}) have no shape on the {base.grid[0]}x{base.grid[1]} grid",
     )
-  return levels_lib.HierarchySpec(design=cfg.loss.hierarchy, weights=weights, level_masks=level_masks)
-
-
-def _level_masks(base, level, num_targets, growth, capacity, batch_size):
-  spec = levels_lib.level_mask_spec(base, level, num_targets, growth)
-  require(
-    len(spec.target_shapes),
-    "loss.multiscale.scale_growth",
-    f"level {level}'s target blocks (scale {spec.target_scale}) have no shape on the {base.grid[0]}x{base.grid[1]} grid",
-  )
-  room = spec.num_patches - base.min_context
-  require(
-    spec.target_scale[0] * spec.num_patches <= room,
-    "loss.multiscale.scale_growth",
-    f"level {level}'s target blocks (scale {spec.target_scale}) leave fewer than mask.min_context="
-    f"{base.min_context} context patches of {spec.num_patches}; use a smaller growth or fewer levels",
-  )
-  return _with_capacities(spec, capacity, batch_size)
+    room = spec.num_patches - base.min_context
+    require(
+      spec.target_scale[0] * spec.num_patches <= room,
+      "loss.multiscale.scale_growth",
+      f"level {level}'s target blocks (scale {spec.target_scale}) leave fewer than mask.min_context="
+      f"{base.min_context} context patches of {spec.num_patches}; use a smaller growth or fewer levels",
+    )
+    specs.append(spec)
+  return tuple(specs)
 
 
 def _with_capacities(spec, capacity, batch_size):
@@ -401,12 +400,15 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
   accum = grad_accum_steps(cfg)
   optim, views = optim_spec(cfg, total_steps, warmup_steps), view_losses(cfg)
   batch = cfg.data.batch_size * accum
-  masks = mask_spec(cfg.mask, net.grid, batch)  # last: estimating capacities compiles
+  base = _unsized_mask_spec(cfg.mask, net.grid)
+  level_masks = multiscale_level_masks(cfg, weights, base)
+  # Last, once every key is checked: estimating capacities compiles.
+  masks, *level_masks = (_with_capacities(m, cfg.mask.capacity, batch) for m in (base, *level_masks))
   return StepSpec(
     model=net,
     masks=masks,
     optim=optim,
-    hierarchy=hierarchy_spec(cfg, weights, masks, batch),
+    hierarchy=levels_lib.HierarchySpec(design=cfg.loss.hierarchy, weights=weights, level_masks=tuple(level_masks)),
     loss_type=cfg.loss.type,
     grad_accum_steps=accum,
     views=views,

@@ -35,7 +35,7 @@ import sys
 
 import numpy as np
 
-from hjepa_jax import ablation, report
+from hjepa_jax import ablation, jsonfile, report
 from hjepa_jax.tools import figures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +153,7 @@ def score_command(workdir, encoder, feature_kinds, eval_types=EVAL_TYPES, max_ex
 
 def whole_split_max_examples(workdir):
   """--max_examples for whole splits: None (the default) unless the run's config caps data.eval_max_examples."""
-  cfg = _read_json(os.path.join(workdir, "config.json")) or {}
+  cfg = jsonfile.read(os.path.join(workdir, "config.json")) or {}
   return None if cfg.get("data", {}).get("eval_max_examples") is None else WHOLE_SPLIT
 
 
@@ -185,30 +185,13 @@ def make_request(config, overrides, steps=None, extra_flags=()):
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_json(path):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
-def _write_json(path, data):
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=2, sort_keys=False)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
 def run_facts(workdir):
   """From summary.json, config.json and logs/training.log: finished?, the budget, final losses, wall time, backend."""
-  summary = _read_json(os.path.join(workdir, "summary.json")) or {}
-  cfg = _read_json(os.path.join(workdir, "config.json")) or {}
+  summary = jsonfile.read(os.path.join(workdir, "summary.json")) or {}
+  cfg = jsonfile.read(os.path.join(workdir, "config.json")) or {}
   log_file = os.path.join(workdir, "logs", "training.log")
   text = open(log_file, errors="replace").read() if os.path.isfile(log_file) else ""
-  log = report._log_facts(text)  # pylint: disable=protected-access  (the wall time of every session, the backend)
+  log = report.log_facts(text)  # the wall time of every session, the backend
   last = summary.get("metrics", {})
   steps = summary.get("step")
   batch = None
@@ -297,8 +280,10 @@ def default_score(job, encoder, feature_kinds):
   saved = [line[len("saved ") :] for line in lines if line.startswith("saved ")]
   if not saved:
     raise RuntimeError("launch/evaluate.py did not say where it saved the results")
-  with open(saved[-1]) as f:
-    return json.load(f)
+  results = jsonfile.read(saved[-1])
+  if results is None:
+    raise RuntimeError(f"launch/evaluate.py saved {saved[-1]}, but it cannot be read as JSON")
+  return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +310,7 @@ def read_record(out, scores_dir, variant, seed):
   """The scores record of a run (from its workdir, else the scores_dir copy), else its failure record, else None."""
   p = _paths(out, scores_dir, variant, seed)
   for key in ("scores", "copy", "failed", "copy_failed"):
-    if p[key] and (rec := _read_json(p[key])) is not None:
+    if p[key] and (rec := jsonfile.read(p[key])) is not None:
       return rec
   return None
 
@@ -335,7 +320,7 @@ def _save_record(out, scores_dir, rec):
   ok = rec["status"] == "ok"
   for key in ("scores", "copy") if ok else ("failed", "copy_failed"):
     if p[key]:
-      _write_json(p[key], rec)
+      jsonfile.write(p[key], rec)
   if ok:
     for key in ("failed", "copy_failed"):
       if p[key] and os.path.exists(p[key]):
@@ -399,7 +384,7 @@ def run_paired(
     existing = read_record(out, scores_dir, variant.name, seed)
     _check_request(f"{variant.name}/seed{seed}", existing and existing.get("request"), request)
     marker = os.path.join(workdir, "paired_request.json")
-    _check_request(marker, _read_json(marker), request)
+    _check_request(marker, jsonfile.read(marker), request)
     jobs.append((job, existing))
 
   records = []
@@ -443,7 +428,7 @@ def _train_and_score(job, existing, missing, steps, train_fn, score_fn, log):
   name = f"{job['variant']}/seed{job['seed']}"
   workdir = job["workdir"]
   os.makedirs(workdir, exist_ok=True)
-  _write_json(os.path.join(workdir, "paired_request.json"), job["request"])
+  jsonfile.write(os.path.join(workdir, "paired_request.json"), job["request"])
   facts = run_facts(workdir)
   if existing is None:
     done = facts["finished"] and (steps is None or facts["budget"]["steps"] == steps)
@@ -528,7 +513,7 @@ def discover(out=None, scores_dir=None):
           continue
         paths = [os.path.join(folder, entry, f) for f in inside] if inside else [os.path.join(folder, entry)]
         for path in paths:
-          rec = _read_json(path)
+          rec = jsonfile.read(path)
           if rec is not None:
             seeds, overrides = found.setdefault(variant, (set(), rec.get("request", {}).get("overrides", {})))
             seeds.add(int(m.group(1)))
@@ -865,6 +850,6 @@ def write_report(dirs, markdown, summary, records, seeds):
     with open(os.path.join(d, "paired.md"), "w") as f:
       f.write(markdown)
     plot(summary, os.path.join(d, "paired.png"))
-    _write_json(os.path.join(d, "paired.json"), {"seeds": list(seeds), "summary": summary, "runs": records})
+    jsonfile.write(os.path.join(d, "paired.json"), {"seeds": list(seeds), "summary": summary, "runs": records})
     written += [os.path.join(d, f"paired.{ext}") for ext in ("md", "png", "json")]
   return written

@@ -11,11 +11,11 @@ steps are left as headings for the user. train.py writes it at the end of traini
 
 import dataclasses
 import datetime
-import json
 import os
 import re
 import statistics
 
+from hjepa_jax import jsonfile
 from hjepa_jax.evaluation.results import results_path
 from hjepa_jax.tools import monitor
 
@@ -33,15 +33,7 @@ _SESSION_START = "workdir "  # the first line every session of train.py logs
 # ---------------------------------------------------------------------------------------------
 
 
-def _json(path):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
-def _log_facts(text):
+def log_facts(text):
   """Backend, compile seconds of each session, wall seconds of all sessions, first and last time of the log."""
   facts = {"backend": None, "compile_s": [], "wall_s": 0.0, "first": None, "last": None}
   start = end = None
@@ -118,14 +110,14 @@ def read_run(workdir):
     ("online", results_path(workdir, encoder="online")),
     ("init", results_path(workdir, random_init=True)),
   ):
-    if (results := _json(path)) is not None:
+    if (results := jsonfile.read(path)) is not None:
       offline[encoder] = results
   return Run(
     workdir=os.path.abspath(workdir),
-    config=_json(os.path.join(workdir, "config.json")) or {},
-    summary=_json(os.path.join(workdir, "summary.json")) or {},
+    config=jsonfile.read(os.path.join(workdir, "config.json")) or {},
+    summary=jsonfile.read(os.path.join(workdir, "summary.json")) or {},
     log=monitor.parse_log(text),
-    log_facts=_log_facts(text),
+    log_facts=log_facts(text),
     offline=offline,
   )
 
@@ -408,7 +400,5 @@ def write_report(workdir, criteria=None):
   if criteria is None:
     criteria = run.config.get("report", {}).get("criteria", "none")
   path = os.path.join(workdir, REPORT)
-  with open(path + ".tmp", "w") as f:
-    f.write(render(run, criteria))
-  os.replace(path + ".tmp", path)
+  jsonfile.write_text(path, render(run, criteria))
   return path

@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from hjepa_jax import checkpoint as ckpt_lib
 from hjepa_jax import data as data_lib
+from hjepa_jax import jsonfile
 from hjepa_jax import experiment as experiment_lib
 from hjepa_jax import masks as masks_lib
 from hjepa_jax import periodic
@@ -519,9 +520,7 @@ def _finish(run, step, last):
   input_programs = f", device input {run.data_iter.compiles}" if run.on_device else ""
   logging.info("programs compiled: train_step %d%s", run.train_step._cache_size(), input_programs)  # pylint: disable=protected-access
   if jax.process_index() == 0:  # the last logged metrics, for launch/ablate.py and compare_runs
-    with open(os.path.join(run.workdir, "summary.json"), "w") as f:
-      json.dump(
-        {"step": step, "finished": step >= exp.total_steps, "skipped_steps": skipped, "metrics": last}, f, indent=2
-      )
+    summary = {"step": step, "finished": step >= exp.total_steps, "skipped_steps": skipped, "metrics": last}
+    jsonfile.write(os.path.join(run.workdir, "summary.json"), summary)
     logging.info("run report: %s", report_lib.write_report(run.workdir, exp.report_criteria))
   return last

@@ -28,7 +28,6 @@ data.cifar10_dir at it. The whole command is sized by --budget_s (default 460 s:
 """
 
 import datetime
-import json
 import os
 import platform as py_platform
 import subprocess
@@ -43,6 +42,7 @@ from absl import app, flags  # noqa: E402
 
 from hjepa_jax import benchmark as bench  # noqa: E402
 from hjepa_jax import devices  # noqa: E402
+from hjepa_jax import jsonfile  # noqa: E402
 
 TINY = dict(
   models=["tiny"],
@@ -107,18 +107,6 @@ def _now():
   return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_json(path, obj):
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, default=str)
-  os.replace(tmp, path)
-
-
-def _read_json(path):
-  with open(path) as f:
-    return json.load(f)
-
-
 def _error_text(exc):
   return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
@@ -178,7 +166,7 @@ def train_worker(spec, save):
   start = time.perf_counter()
   last = train_and_evaluate(cfg, workdir)
   result.update(train_wall_s=time.perf_counter() - start, last_metrics=last)
-  result["steps"] = _read_json(os.path.join(workdir, "summary.json"))["step"]
+  result["steps"] = jsonfile.read(os.path.join(workdir, "summary.json"))["step"]
   save(result)
 
   from hjepa_jax.evaluation import runner  # pylint: disable=g-import-not-at-top
@@ -205,13 +193,13 @@ def train_worker(spec, save):
 
 def run_worker(kind, spec_path):
   """Worker entry: the result (or the error that ended it) is saved after every phase."""
-  spec = _read_json(spec_path)
+  spec = jsonfile.read(spec_path)
   out = f"{spec_path[: -len('.json')]}.result.json"
   result = {}
 
   def save(partial):
     result.update(partial)
-    _write_json(out, result)
+    jsonfile.write(out, result, default=str)
 
   try:
     save(cell_worker(spec) if kind == "cell" else train_worker(spec, save))
@@ -222,7 +210,7 @@ def run_worker(kind, spec_path):
 
 def launch_worker(kind, spec, path, timeout):
   """Runs a worker process on `spec` (saved at PATH.json); returns its result, with an error if it failed."""
-  _write_json(f"{path}.json", spec)
+  jsonfile.write(f"{path}.json", spec, default=str)
   log = f"{path}.log"
   cmd = [sys.executable, os.path.abspath(__file__), f"--worker={kind}", f"--spec={path}.json"]
   start = time.perf_counter()
@@ -231,7 +219,7 @@ def launch_worker(kind, spec, path, timeout):
       code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, check=False).returncode
     except subprocess.TimeoutExpired:
       code = f"killed after the {timeout:.0f} s timeout"
-  result = _read_json(f"{path}.result.json") if os.path.isfile(f"{path}.result.json") else {}
+  result = jsonfile.read(f"{path}.result.json") or {}
   result["wall_s"] = time.perf_counter() - start
   if code != 0 and result.get("status") != "error":
     with open(log) as f:
@@ -327,7 +315,7 @@ def main(argv):
 
   def save():
     report["wall_s"] = time.perf_counter() - t0
-    _write_json(os.path.join(out, "benchmark.json"), report)
+    jsonfile.write(os.path.join(out, "benchmark.json"), report, default=str)
     with open(os.path.join(out, "benchmark.md"), "w") as f:
       f.write(bench.format_report(report))
 

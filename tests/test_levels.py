@@ -123,6 +123,15 @@ def test_bad_design_values_name_their_key(overrides, key):
     experiment.step_spec(core_config(**overrides), 10, 1)
 
 
+def test_multiscale_room_is_checked_before_capacities_compile(monkeypatch):
+  def compiles(*_):
+    raise AssertionError("capacities were sized (a compile) before the multiscale check")
+
+  monkeypatch.setattr(experiment, "_with_capacities", compiles)
+  with pytest.raises(ConfigError, match=r"loss\.multiscale\.scale_growth"):
+    experiment.step_spec(core_config(**{"loss.hierarchy": "multiscale", "loss.multiscale.scale_growth": 8.0}), 10, 1)
+
+
 def test_tap_features_read_each_levels_own_block():
   images = synthetic_images(4)
   deep = experiment.model(core_config(**{"loss.hierarchy": "deep", "loss.deep.blocks": (1,)}))

@@ -213,7 +213,7 @@ def test_log_facts_sum_the_sessions_of_a_resumed_run():
     "2026-01-01 12:00:20,000 INFO train_step compiled and ran step 501 in 15.5 s",
     "2026-01-01 12:30:00,000 INFO training finished at step 1000",
   ]
-  facts = report._log_facts("\n".join(lines))  # pylint: disable=protected-access
+  facts = report.log_facts("\n".join(lines))
   assert facts["wall_s"] == 5400  # 1 h + 30 min; the hour between the sessions is not training
   assert facts["compile_s"] == [25.0, 15.5]
   assert facts["backend"] == "gpu (NVIDIA H200) x 1 device(s), 1 process(es)"

@@ -25,6 +25,7 @@ import numpy as np
 from hjepa_jax import checkpoint as ckpt_lib
 from hjepa_jax import config as config_lib
 from hjepa_jax import data as data_lib
+from hjepa_jax import jsonfile
 from hjepa_jax.evaluation.diagnostics import collapse_report
 from hjepa_jax.evaluation.features import FEATURE_KINDS, extract_features, make_feature_fn
 from hjepa_jax.evaluation.fewshot import fewshot_episodes, ridge_fewshot
@@ -374,21 +375,6 @@ def _notes(model, feats):
 # ---------------------------------------------------------------------------------------------
 
 
-def _write_text(path, text):
-  """Write-then-rename, so a reader never sees half a file."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
-def _read_json(path):
-  if not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
 def comparable(results, baseline):
   """True when two results cover the same images (their numbers can be compared)."""
   keys = ("dataset", "splits", "max_examples", "image_size")
@@ -400,15 +386,15 @@ def write_results(workdir, results):
   and the random init, the online encoder beside the random init (each where comparable)."""
   os.makedirs(os.path.join(workdir, "evaluation"), exist_ok=True)
   path = results_path(workdir, results["random_init"], encoder=results.get("encoder", "target"))
-  _write_text(path, json.dumps(results, indent=2) + "\n")
-  target, online = (_read_json(results_path(workdir, encoder=e)) for e in ENCODERS)
-  baseline = _read_json(results_path(workdir, True))
+  jsonfile.write(path, results)
+  target, online = (jsonfile.read(results_path(workdir, encoder=e)) for e in ENCODERS)
+  baseline = jsonfile.read(results_path(workdir, True))
   if baseline is not None:
-    _write_text(results_path(workdir, True, "md"), format_table(baseline))
+    jsonfile.write_text(results_path(workdir, True, "md"), format_table(baseline))
   for encoder, trained, others in (("target", target, (online, baseline)), ("online", online, (baseline,))):
     if trained is not None:
       beside = [o for o in others if comparable(trained, o)]
-      _write_text(results_path(workdir, ext="md", encoder=encoder), format_table(trained, *beside))
+      jsonfile.write_text(results_path(workdir, ext="md", encoder=encoder), format_table(trained, *beside))
 
 
 def _fmt(value):
