@@ -11,6 +11,9 @@ resumes: scored runs are skipped, finished ones only scored, others resumed from
 scored on the whole train split (the k-NN bank) and the whole test split. Writes WORKDIR/paired.md, paired.png
 and paired.json (and into --scores_dir, with one small JSON per run there: commit it, and --report_only
 rebuilds the table from it on any machine), prints the markdown, and exits 1 when a run failed.
+
+--guide adds the seed guide's feature table as variants (hjepa_jax/buys.py: the base recipe, named by
+--baseline or "base", then one variant per feature); launch/buys.py renders docs/switch_buys.md from the scores.
 """
 
 import functools
@@ -21,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from hjepa_jax import cli, paired  # noqa: E402
+from hjepa_jax import buys, cli, paired  # noqa: E402
 
 _CONFIG = flags.DEFINE_string("config", None, "Base config file (configs/*.py[:arg]); not needed with --report_only.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder: WORKDIR/<variant>/seed<k> run directories, paired.*.")
@@ -41,6 +44,9 @@ _SCORES_DIR = flags.DEFINE_string(
 )
 _FLAGS = flags.DEFINE_list("flags", [], "Extra --config.* flags for every run (e.g. a dataset directory).")
 _NICE = flags.DEFINE_integer("nice", 0, "Niceness of the training and scoring processes (0: as this one).")
+_GUIDE = flags.DEFINE_bool(
+  "guide", False, "Add the seed guide's feature rows (hjepa_jax/buys.py) as variants, after the base recipe."
+)
 _REPORT_ONLY = flags.DEFINE_bool(
   "report_only", False, "Train and score nothing: rebuild the report from the scores (WORKDIR and/or --scores_dir)."
 )
@@ -55,6 +61,10 @@ def main(argv):
     if not out and not (_REPORT_ONLY.value and scores_dir):
       raise paired.PairedError("give --workdir (or --report_only with --scores_dir)")
     variants = [paired.parse_variant(v) for v in _VARIANT.value]
+    if _GUIDE.value:
+      variants += [
+        g for g in buys.guide_variants(_BASELINE.value or "base") if g.name not in {v.name for v in variants}
+      ]
     try:
       seeds = [int(s) for s in _SEEDS.value]
     except ValueError:

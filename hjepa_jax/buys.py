@@ -1,0 +1,225 @@
+"""What each switch buys: the seed guide's feature claims beside their paired, multi-seed measurements.
+
+The seed guide sells each feature by an expected gain ("LayerScale +0.5-1% accuracy"). `GUIDE_ROWS` holds
+those claims once, with the overrides that turn each feature on over a base recipe; `launch/paired.py --guide`
+runs them as variants of the paired comparison, and `launch/buys.py` renders the table users read
+(docs/switch_buys.md) from the committed scores, so the page is generated from the measurements, never
+written by hand. Each row compares the variant with the run it is paired against (the base, or for a
+feature that needs another one, that one: multi-crop only acts through a view-level loss), over the seeds
+both have, with the Student-t 95% interval of `paired.paired_difference`.
+
+A verdict is read from the interval of each headline metric:
+
+- a feature claimed to gain: **confirmed** when the interval lies above 0, **contradicted** when it lies
+  below 0, **not at this scale** when it contains 0 (the claim's range is then said to be inside the
+  interval or outside it);
+- a setting claimed to cost nothing (the project's own speed-ups): **confirmed** when the interval contains
+  0, **contradicted** when it excludes 0 (the setting changes quality, either way);
+- **pending** below two paired seeds.
+
+Plain Python: the records come from `paired`, no jax, no TensorFlow.
+"""
+
+import dataclasses
+import json
+
+from hjepa_jax import paired
+
+GAIN, NO_COST = "gain", "no_cost"
+CONFIRMED, CONTRADICTED, NOT_HERE, PENDING = "confirmed", "contradicted", "not at this scale", "pending"
+KNN, LINEAR = paired.HEADLINE
+COST_METRICS = ("run/steps_per_sec", "run/peak_memory_mb")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One feature of the guide: the variant that turns it on and what the guide says it buys."""
+
+  name: str  # the variant's name in the paired runs
+  feature: str  # the guide's name for it
+  overrides: dict
+  claim: str  # the guide's words
+  expect: str = GAIN  # GAIN: claim_points is the promised gain; NO_COST: quality should not move
+  claim_points: tuple = ()  # (low, high) accuracy points the guide promises (GAIN rows)
+  against: str = ""  # the variant it is paired against ("" = the base recipe)
+
+
+# Values follow configs/aggressive.py where it sets them (the guide's "aggressive" column).
+GUIDE_ROWS = (
+  Row("layerscale", "LayerScale", {"model.layerscale": True}, "+0.5-1% accuracy", claim_points=(0.5, 1.0)),
+  Row(
+    "deit3",
+    "DeiT III augmentation (light)",
+    {"data.deit3_strength": 0.5},
+    "+1-2% accuracy",
+    claim_points=(1.0, 2.0),
+  ),
+  Row("fpn", "Feature Pyramid Network", {"model.fpn.enabled": True}, "+1-2% downstream", claim_points=(1.0, 2.0)),
+  Row(
+    "contrastive",
+    "Contrastive component",
+    {"loss.contrastive.weight": 0.1},
+    "+0.8-1% accuracy",
+    claim_points=(0.8, 1.0),
+  ),
+  Row(
+    "multicrop",
+    "Multi-crop (2 local views)",
+    {"loss.contrastive.weight": 0.1, "data.multicrop.num_local": 2},
+    "+2-4% accuracy",
+    claim_points=(2.0, 4.0),
+    against="contrastive",
+  ),
+  Row("rope", "RoPE", {"model.rope": True}, "+0.5-1.5%", claim_points=(0.5, 1.5)),
+  Row(
+    "per_block",
+    "Predictor layout: per_block (I-JEPA's) instead of joint",
+    {"model.predictor.layout": "per_block"},
+    "this project's speed-up: joint should cost no quality",
+    expect=NO_COST,
+  ),
+  Row(
+    "exact_capacity",
+    "Mask capacity: exact instead of batch_min",
+    {"mask.capacity": "exact"},
+    "this project's speed-up: batch_min should cost no quality",
+    expect=NO_COST,
+  ),
+)
+
+# The guide's rows this table cannot measure, and why: the speed rows come from the step benchmark
+# (BENCHMARKS.md), the dataset row needs a second dataset.
+UNMEASURED = (
+  ("ImageNet-100 in the mix", "+10-15% accuracy", "needs a second real dataset; none is reachable offline here"),
+  ("Flash attention", "2-5x speedup", "a speed row: the step benchmark in BENCHMARKS.md measures it"),
+  ("Gradient checkpointing", "2x batch size", "a memory row: the step benchmark in BENCHMARKS.md measures it"),
+)
+
+
+def guide_variants(base="base"):
+  """The paired variants of the guide's table: the base recipe (no overrides) first, then one per row."""
+  return [paired.Variant(base, {})] + [paired.Variant(r.name, dict(r.overrides)) for r in GUIDE_ROWS]
+
+
+def verdict(row, diff):
+  """The verdict of one metric's paired difference (`paired.paired_difference`, in fractions) for `row`."""
+  if not diff or diff.get("ci95") is None:
+    return PENDING
+  lo, hi = diff["ci95"]
+  if row.expect == NO_COST:
+    return CONFIRMED if lo <= 0 <= hi else CONTRADICTED
+  if lo > 0:
+    return CONFIRMED
+  return CONTRADICTED if hi < 0 else NOT_HERE
+
+
+def claim_inside(row, diff):
+  """Whether the guide's promised range (points) overlaps the interval (fractions); None when not applicable."""
+  if row.expect != GAIN or not row.claim_points or not diff or diff.get("ci95") is None:
+    return None
+  lo, hi = (100 * x for x in diff["ci95"])
+  return lo <= row.claim_points[1] and row.claim_points[0] <= hi
+
+
+def _per_seed(records, variant, metric):
+  return {r["seed"]: r["metrics"][metric] for r in records if r["variant"] == variant and metric in r["metrics"]}
+
+
+def measure(records, base="base", rows=GUIDE_ROWS):
+  """Per row: its paired difference on each headline metric, the verdicts, and the cost ratios."""
+  ok = [r for r in records if r.get("status") == "ok"]
+  out = []
+  for row in rows:
+    against = row.against or base
+    diffs = {m: paired.paired_difference(_per_seed(ok, row.name, m), _per_seed(ok, against, m)) for m in (KNN, LINEAR)}
+    costs = {}
+    for m in COST_METRICS:
+      mine, theirs = _per_seed(ok, row.name, m), _per_seed(ok, against, m)
+      seeds = sorted(set(mine) & set(theirs))
+      if seeds and all(theirs[s] for s in seeds):
+        costs[m] = sum(mine[s] / theirs[s] for s in seeds) / len(seeds)
+    out.append(
+      {
+        "row": row,
+        "against": against,
+        "diffs": diffs,
+        "verdicts": {m: verdict(row, d) for m, d in diffs.items()},
+        "claim_inside": {m: claim_inside(row, d) for m, d in diffs.items()},
+        "costs": costs,
+      }
+    )
+  return out
+
+
+def _points(diff):
+  if not diff or diff.get("mean") is None:
+    return "-"
+  text = f"{100 * diff['mean']:+.2f}"
+  if diff.get("ci95") is not None:
+    lo, hi = (100 * x for x in diff["ci95"])
+    text += f" [{lo:+.2f}, {hi:+.2f}]"
+  return text
+
+
+def _verdict_cell(m):
+  v = m["verdicts"]
+  text = v[KNN] if v[KNN] == v[LINEAR] else f"k-NN: {v[KNN]}; linear: {v[LINEAR]}"
+  inside = [x for x in m["claim_inside"].values() if x is not None]
+  if inside and not any(inside) and v[KNN] != PENDING:
+    text += " (the claimed gain is outside both intervals)"
+  return text
+
+
+def _cost_cell(m):
+  parts = []
+  if (speed := m["costs"].get("run/steps_per_sec")) is not None:
+    parts.append(f"{1 / speed:.2f}x time")
+  if (memory := m["costs"].get("run/peak_memory_mb")) is not None:
+    parts.append(f"{memory:.2f}x memory")
+  return ", ".join(parts) or "-"
+
+
+def _overrides(overrides):
+  return ", ".join(f"`{k}={v}`" for k, v in overrides.items()) or "(none)"
+
+
+def render(records, base="base", source="", command="", rows=GUIDE_ROWS):
+  """docs/switch_buys.md: the measured table, how it was made, and the rows it cannot measure.
+
+  Dated by the newest record's scoring time, so rendering the same records twice gives the same page."""
+  measured = measure(records, base, rows)
+  ok = [r for r in records if r.get("status") == "ok"]
+  budgets = sorted({json.dumps(r.get("budget"), sort_keys=True) for r in ok})
+  config = next((r["request"]["config"] for r in ok if r.get("request")), "?")
+  machines = sorted({r.get("machine", {}).get("backend") or "?" for r in ok})
+  dated = max((r.get("scored_at") or "" for r in ok), default="")[:10] or "-"
+  lines = [
+    "# What each switch buys",
+    "",
+    f"Generated by `launch/buys.py` from {source or 'the paired scores'} (newest run scored {dated}); do not edit by hand"
+    + (f" (rebuild: `{command}`)." if command else "."),
+    "",
+    f"- Base recipe: `{config}` (variant `{base}`); each row turns one feature on over it (or over the row it names).",
+    f"- Budget per run: {'; '.join(budgets) if budgets else '-'}"
+    + (" (equal for every run)" if len(budgets) == 1 else " (**not equal across runs**)" if budgets else ""),
+    f"- Machine: {'; '.join(machines) if machines else '-'}. Scores: the target encoder's average-pooled features, "
+    "k-NN@20 with the whole train split as the bank and a linear probe, both on the whole test split.",
+    "- Differences in accuracy points, variant minus the run it is paired against on the same seed "
+    "(same init, data order and masks), mean [Student-t 95% interval]. Time and memory: the mean per-seed ratio.",
+    "- Verdicts: a gain is **confirmed** when its interval lies above 0 and **contradicted** when below; "
+    "**not at this scale** when the interval contains 0. A setting that should cost nothing is confirmed when "
+    "its interval contains 0. **pending**: fewer than two paired seeds.",
+    "",
+    "| feature | switch | paired with | the guide's claim | k-NN@20 (points) | linear probe (points) | cost | seeds | verdict |",
+    "|---|---|---|---|---:|---:|---|---:|---|",
+  ]
+  for m in measured:
+    row = m["row"]
+    n = min(m["diffs"][KNN]["n"], m["diffs"][LINEAR]["n"])
+    lines.append(
+      f"| {row.feature} | {_overrides(row.overrides)} | `{m['against']}` | {row.claim} | {_points(m['diffs'][KNN])} "
+      f"| {_points(m['diffs'][LINEAR])} | {_cost_cell(m)} | {n} | {_verdict_cell(m)} |"
+    )
+  lines += ["", "Not measured in this table:", ""]
+  lines += [f"- {feature} (the guide: {claim}): {why}." for feature, claim, why in UNMEASURED]
+  return "\n".join(lines) + "\n", measured

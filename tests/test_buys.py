@@ -1,0 +1,112 @@
+"""buys: the seed guide's feature rows, their verdict rules and the generated "What each switch buys" page."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hjepa_jax import buys, config as config_lib, experiment, switches
+from hjepa_jax.paired import HEADLINE, paired_difference
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KNN, LINEAR = HEADLINE
+
+
+def _record(variant, seed, knn, linear, steps_per_sec=2.0, memory=1000.0):
+  return {
+    "variant": variant,
+    "seed": seed,
+    "status": "ok",
+    "request": {"config": "configs/cifar10.py:cpu,epochs=4", "overrides": {}, "steps": None, "extra_flags": []},
+    "budget": {"steps": 1560, "batch": 128},
+    "machine": {"backend": "cpu (cpu) x 1 device(s), 1 process(es)"},
+    "scored_at": f"2026-12-0{seed + 1}T00:00:00+00:00",
+    "metrics": {KNN: knn, LINEAR: linear, "run/steps_per_sec": steps_per_sec, "run/peak_memory_mb": memory},
+  }
+
+
+@pytest.mark.parametrize("row", buys.GUIDE_ROWS, ids=lambda r: r.name)
+def test_every_row_is_a_tested_switch_that_the_base_recipe_accepts(row):
+  assert set(row.overrides) <= set(switches.SWITCHES), "each row flips a switch tested to change the computation"
+  cfg = config_lib.load_config(os.path.join(ROOT, "configs", "cifar10.py"), "cpu,epochs=4")
+  with cfg.unlocked():
+    for key, value in row.overrides.items():
+      node = cfg
+      *parents, leaf = key.split(".")
+      for p in parents:
+        node = node[p]
+      assert node[leaf] != value, f"{key} is already {value!r} in the base recipe: the row would flip nothing"
+      node[leaf] = value
+  config_lib.check_schema(cfg)
+  experiment.step_spec(cfg, 100, 10)  # every value is accepted by the code that builds the step
+  if row.against:
+    assert row.against in {r.name for r in buys.GUIDE_ROWS}
+  assert (row.expect == buys.GAIN) == bool(row.claim_points)
+
+
+def test_guide_variants_put_the_base_first_and_name_each_row_once():
+  variants = buys.guide_variants("pooled")
+  assert variants[0].name == "pooled" and variants[0].overrides == {}
+  names = [v.name for v in variants]
+  assert len(names) == len(set(names)) == len(buys.GUIDE_ROWS) + 1
+
+
+def _diff(values, base):
+  return paired_difference(dict(enumerate(values)), dict(enumerate(base)))
+
+
+def test_verdicts_follow_the_interval():
+  gain, no_cost = buys.GUIDE_ROWS[0], next(r for r in buys.GUIDE_ROWS if r.expect == buys.NO_COST)
+  base = [0.40, 0.42, 0.41]
+  up, down, noise = _diff([0.42, 0.44, 0.43], base), _diff([0.38, 0.40, 0.39], base), _diff([0.41, 0.41, 0.42], base)
+  assert buys.verdict(gain, up) == buys.CONFIRMED
+  assert buys.verdict(gain, down) == buys.CONTRADICTED
+  assert buys.verdict(gain, noise) == buys.NOT_HERE
+  assert buys.verdict(gain, _diff([0.42], [0.40])) == buys.PENDING  # one seed: no interval
+  assert buys.verdict(no_cost, noise) == buys.CONFIRMED
+  assert buys.verdict(no_cost, down) == buys.verdict(no_cost, up) == buys.CONTRADICTED
+  assert buys.claim_inside(gain, up) is False  # +2 points every seed: LayerScale promises 0.5-1
+  assert buys.claim_inside(gain, _diff([0.405, 0.43, 0.42], base)) is True  # +0.5, +1, +1 points
+
+
+def test_the_page_is_generated_from_the_records():
+  records = []
+  for seed in range(3):
+    records += [
+      _record("base", seed, 0.40 + seed / 100, 0.45 + seed / 100),
+      _record("layerscale", seed, 0.43 + seed / 100, 0.48 + seed / 100, steps_per_sec=1.0),  # +3 points, 2x time
+      _record("rope", seed, 0.38 + seed / 100, 0.43 + seed / 100 + (seed == 1) / 1000),  # -2 points
+      _record("contrastive", seed, 0.40 + seed / 100, 0.45 + seed / 100),
+      _record("multicrop", seed, 0.40 + seed / 100 + (seed % 2) / 100, 0.45 + seed / 100),  # vs contrastive
+    ]
+  page, measured = buys.render(records, "base", source="`scores`", command="python launch/buys.py")
+  rows = {m["row"].name: m for m in measured}
+  assert rows["layerscale"]["verdicts"] == {KNN: buys.CONFIRMED, LINEAR: buys.CONFIRMED}
+  assert rows["layerscale"]["costs"]["run/steps_per_sec"] == pytest.approx(0.5)
+  assert rows["rope"]["verdicts"][KNN] == buys.CONTRADICTED
+  assert rows["multicrop"]["against"] == "contrastive" and rows["multicrop"]["verdicts"][KNN] == buys.NOT_HERE
+  assert rows["fpn"]["verdicts"][KNN] == buys.PENDING
+  assert "| LayerScale | `model.layerscale=True` | `base` | +0.5-1% accuracy | +3.00 [+3.00, +3.00]" in page
+  assert "2.00x time" in page and "(newest run scored 2026-12-03)" in page
+  assert "(equal for every run)" in page
+  for feature, _, _ in buys.UNMEASURED:
+    assert feature in page
+  assert buys.render(records, "base", source="`scores`", command="python launch/buys.py")[0] == page
+
+
+def test_launcher_writes_the_page_from_committed_scores(tmp_path):
+  from hjepa_jax import jsonfile  # pylint: disable=g-import-not-at-top
+
+  scores = tmp_path / "scores"
+  for seed in range(2):
+    for rec in (_record("pooled", seed, 0.40, 0.45 + seed / 100), _record("rope", seed, 0.41 + seed / 100, 0.46)):
+      jsonfile.write(str(scores / rec["variant"] / f"seed{seed}.json"), rec)
+  out = tmp_path / "buys.md"
+  cmd = [sys.executable, os.path.join(ROOT, "launch", "buys.py"), f"--scores_dir={scores}", "--base=pooled"]
+  proc = subprocess.run([*cmd, f"--out={out}"], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert "| RoPE | `model.rope=True` | `pooled` |" in out.read_text()
+  assert jsonfile.read(str(tmp_path / "buys.json"))[0]["row"] == "layerscale"
+  proc = subprocess.run([*cmd, "--base=base", f"--out={out}"], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1 and "no scored run of the base variant 'base'" in proc.stderr + proc.stdout
