@@ -21,7 +21,6 @@ Plain Python: the records come from `paired`, no jax, no TensorFlow.
 """
 
 import dataclasses
-import json
 
 from hjepa_jax import paired
 
@@ -92,9 +91,24 @@ GUIDE_ROWS = (
 # (BENCHMARKS.md), the dataset row needs a second dataset.
 UNMEASURED = (
   ("ImageNet-100 in the mix", "+10-15% accuracy", "needs a second real dataset; none is reachable offline here"),
-  ("Flash attention", "2-5x speedup", "a speed row: the step benchmark in BENCHMARKS.md measures it"),
-  ("Gradient checkpointing", "2x batch size", "a memory row: the step benchmark in BENCHMARKS.md measures it"),
+  (
+    "Flash attention",
+    "2-5x speedup",
+    "a speed row, for the step benchmark (BENCHMARKS.md \"Side by side with the I-JEPA PyTorch step on CPU\": the "
+    "fused and einsum paths ran within noise on that CPU; no GPU figure yet)",
+  ),
+  (
+    "Gradient checkpointing",
+    "2x batch size",
+    "a memory row, for the step benchmark (the same section: `model.remat=nothing_saveable`)",
+  ),
 )
+
+
+def _budget(budget):
+  if not budget:
+    return "-"
+  return f"{budget.get('steps')} steps of {budget.get('batch')} images ({budget.get('epochs')} epochs)"
 
 
 def guide_variants(base="base"):
@@ -190,7 +204,7 @@ def render(records, base="base", source="", command="", rows=GUIDE_ROWS):
   Dated by the newest record's scoring time, so rendering the same records twice gives the same page."""
   measured = measure(records, base, rows)
   ok = [r for r in records if r.get("status") == "ok"]
-  budgets = sorted({json.dumps(r.get("budget"), sort_keys=True) for r in ok})
+  budgets = sorted({_budget(r.get("budget")) for r in ok})
   config = next((r["request"]["config"] for r in ok if r.get("request")), "?")
   machines = sorted({r.get("machine", {}).get("backend") or "?" for r in ok})
   dated = max((r.get("scored_at") or "" for r in ok), default="")[:10] or "-"

@@ -112,3 +112,16 @@ def test_launcher_writes_the_page_from_committed_scores(tmp_path):
   assert jsonfile.read(str(tmp_path / "buys.json"))[0]["row"] == "layerscale"
   proc = subprocess.run([*cmd, "--base=base", f"--out={out}"], capture_output=True, text=True, timeout=120)
   assert proc.returncode == 1 and "no scored run of the base variant 'base'" in proc.stderr + proc.stdout
+
+
+def test_the_committed_page_is_what_the_committed_scores_render():
+  """docs/switch_buys.md is generated: editing it by hand, or committing scores without re-rendering, fails here."""
+  from hjepa_jax import paired  # pylint: disable=g-import-not-at-top
+
+  scores = os.path.join(ROOT, "docs", "runs", "switches_cpu")
+  _, seeds = paired.discover(None, scores)
+  records = paired.load_records(buys.guide_variants("pooled"), seeds, None, scores)
+  command = "python launch/buys.py --scores_dir=docs/runs/switches_cpu --base=pooled --out=docs/switch_buys.md"
+  page, _ = buys.render(records, "pooled", "`docs/runs/switches_cpu`", command)
+  with open(os.path.join(ROOT, "docs", "switch_buys.md")) as f:
+    assert f.read() == page, f"docs/switch_buys.md is stale: rebuild it with `{command}`"
