@@ -96,13 +96,19 @@ BACKGROUND = {
     ("tf_free_resumed", TF_FREE_LONG, None, {"env": NO_TENSORFLOW_ENV, "workdir": "tf_free"}),
     ("tf_free_reference", TF_FREE_LONG, None, {"env": NO_TENSORFLOW_ENV}),
   ],
+  "levels_on_two_devices": [("levels_two_devices", [os.path.join(ROOT, "tests", "_levels_sharded.py")], 2)],
   "benchmark_runs": [
     ("bench_tiny", BENCH_FLAGS, None),
     ("bench_no_tf", BENCH_NO_TF_FLAGS, None, {"env": NO_TENSORFLOW_ENV}),
   ],
 }
-# Tests using these fixtures run last: their jobs are queued last, so waiting for them early would idle a core.
-RUN_LAST = ("benchmark_runs",)
+
+
+def run_order(fixturenames):
+  """Sort key of a test: 0 when it needs no background job, else 1 + the queue position of the last fixture
+  it needs. The in-process tests run first, each waiting test as late as its jobs come: no core idles on a wait."""
+  needs = [i for i, name in enumerate(BACKGROUND) if name in fixturenames]
+  return 1 + max(needs) if needs else 0
 
 
 def command(flags, workdir):

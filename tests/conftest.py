@@ -115,7 +115,7 @@ _launcher = []
 
 def pytest_collection_modifyitems(session, config, items):
   del session, config
-  items.sort(key=lambda item: any(name in item.fixturenames for name in _smoke.RUN_LAST))  # stable: order kept
+  items.sort(key=lambda item: _smoke.run_order(item.fixturenames))  # stable: module order kept within a rank
   used = {name for item in items for name in item.fixturenames if name in _smoke.BACKGROUND}
   if used and not _launcher:
     _launcher.append(_Launcher())
@@ -159,6 +159,12 @@ def tf_free_runs():
   """{job: (returncode, output, WORKDIR)} of tests/_smoke.BACKGROUND["tf_free_runs"] (TensorFlow hidden), finished.
   tf_free and tf_free_resumed share one WORKDIR."""
   return {job[0]: _launcher[0].result(job[0]) for job in _smoke.BACKGROUND["tf_free_runs"]}
+
+
+@pytest.fixture(scope="session")
+def levels_on_two_devices():
+  """(returncode, output, WORKDIR) of tests/_levels_sharded.py on two forced CPU devices, finished."""
+  return _launcher[0].result("levels_two_devices")
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,6 @@ and the pairing (init, masks) of a comparison, compiles once, and is exact under
 sharded batch."""
 
 import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import numpy as np
@@ -153,26 +150,7 @@ def test_planner_counts_each_designs_work():
   assert flops["deep"] > 1.05 * flops["pooled"] and flops["multiscale"] > 1.2 * flops["pooled"], flops
 
 
-SHARDED = textwrap.dedent(
-  """
-  import jax, numpy as np
-  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-  from tests._core import synthetic_images, tiny_setup
-  for design in ("deep", "multiscale"):
-    _, _, state, step_fn = tiny_setup(**{"data.batch_size": 8, "loss.hierarchy": design})
-    batch, rng = {"image": synthetic_images(8)}, jax.random.PRNGKey(3)
-    _, one = jax.jit(step_fn)(state, batch, rng)
-    mesh = Mesh(np.array(jax.devices()), ("data",))
-    sharded = jax.device_put(batch, NamedSharding(mesh, P("data")))
-    _, two = jax.jit(step_fn)(jax.device_put(state, NamedSharding(mesh, P())), sharded, rng)
-    np.testing.assert_allclose(one["loss"], two["loss"], rtol=1e-5)
-    np.testing.assert_allclose(one["loss_level_1"], two["loss_level_1"], rtol=1e-5)
-  print("ok", jax.device_count())
-  """
-)
-
-
-def test_designs_on_two_devices_match_one():
-  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2")
-  out = subprocess.run([sys.executable, "-c", SHARDED], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0 and out.stdout.strip().endswith("ok 2"), out.stderr[-3000:]
+def test_designs_on_two_devices_match_one(levels_on_two_devices):
+  """tests/_levels_sharded.py, run in the background on two forced CPU devices."""
+  code, out, _ = levels_on_two_devices
+  assert code == 0 and out.strip().endswith("ok 2"), out[-3000:]
