@@ -97,6 +97,7 @@ BACKGROUND = {
     ("tf_free_reference", TF_FREE_LONG, None, {"env": NO_TENSORFLOW_ENV}),
   ],
   "levels_on_two_devices": [("levels_two_devices", [os.path.join(ROOT, "tests", "_levels_sharded.py")], 2)],
+  "aggressive_run": [("aggressive", [os.path.join(ROOT, "tests", "_aggressive_job.py"), "{workdir}"], None)],
   "benchmark_runs": [
     ("bench_tiny", BENCH_FLAGS, None),
     ("bench_no_tf", BENCH_NO_TF_FLAGS, None, {"env": NO_TENSORFLOW_ENV}),

@@ -168,6 +168,12 @@ def levels_on_two_devices():
 
 
 @pytest.fixture(scope="session")
+def aggressive_run():
+  """(returncode, output, WORKDIR) of tests/_aggressive_job.py (configs/aggressive.py, every feature on), finished."""
+  return _launcher[0].result("aggressive")
+
+
+@pytest.fixture(scope="session")
 def resume_reference():
   """WORKDIR of an uninterrupted run of tests/_smoke.RESUME_FLAGS."""
   return _finished("resume_reference")

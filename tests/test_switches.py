@@ -13,6 +13,7 @@ forward loss (one small compile each); that the model trains is shown on the bas
 aggressive config with every phase 1-3 feature on at once.
 """
 
+import json
 import os
 
 import jax
@@ -21,7 +22,7 @@ import pytest
 
 from hjepa_jax import config as config_lib
 from hjepa_jax import data as data_lib
-from hjepa_jax import experiment, train
+from hjepa_jax import experiment
 from hjepa_jax.config import ConfigError
 from hjepa_jax.optim import make_optimizer
 from hjepa_jax.platform import Platform
@@ -135,23 +136,15 @@ def test_view_losses_report_their_metrics():
   assert m["loss"] > m["jepa_loss"]
 
 
-def test_aggressive_trains_on_generated_imagenet(tmp_path):
-  """configs/aggressive.py with every phase 1-3 feature on (FPN, contrastive two views, accumulation,
-  remat, LayerScale, 3-Augment) trains on an ImageNet-100 folder layout; 96 px and a narrow two-block model
-  keep its compile short (the features together, not the size, are the point)."""
-  from tests import _data as fake_data  # pylint: disable=g-import-not-at-top
-
-  fake_data.write_fake_imagenet(tmp_path / "imagenet", class_indices=(0, 1, 2, 3), per_class=8, size=(112, 112))
-  cfg = config_lib.load_config(os.path.join(ROOT, "configs", "aggressive.py"), "model=Ti/16")
-  cfg.data.imagenet100_dir = str(tmp_path / "imagenet")
-  cfg.data.image_size, cfg.data.batch_size = 96, 4
-  cfg.model.width, cfg.model.num_heads, cfg.model.depth = 64, 2, 2
-  cfg.model.predictor.width, cfg.model.predictor.depth, cfg.model.predictor.num_heads = 32, 1, 2
-  cfg.model.fpn.feature_dim, cfg.model.projector.hidden_dim, cfg.model.projector.dim = 32, 64, 32
-  cfg.total_steps, cfg.log_every_steps, cfg.eval.every_epochs, cfg.best_metric = 3, 1, 0.0, ""
-  exp, _ = experiment.prepare(cfg, CPU)
-  assert exp.global_batch == 16 and exp.step_spec.model.fpn is not None and exp.step_spec.views.enabled
-  last = train.train_and_evaluate(cfg, str(tmp_path / "run"))
+def test_aggressive_trains_on_generated_imagenet(aggressive_run):
+  """configs/aggressive.py with every phase 1-3 feature on trains on an ImageNet-100 folder layout
+  (tests/_aggressive_job.py, run in the background)."""
+  code, out, workdir = aggressive_run
+  assert code == 0, out[-3000:]
+  with open(os.path.join(workdir, "facts.json")) as f:
+    facts = json.load(f)
+  assert facts["global_batch"] == 16 and facts["fpn"] and facts["views"]
+  last = facts["last"]
   assert "train/nonfinite_steps" not in last
   assert np.isfinite(last["train/loss"]) and 0.0 <= last["train/contrastive_acc"] <= 1.0
-  assert "3" in os.listdir(tmp_path / "run" / "checkpoints")
+  assert "3" in facts["checkpoints"]
