@@ -89,6 +89,9 @@ BENCH_FLAGS = [BENCHMARK, "--tiny", f"--train_config={BENCH_TRAIN_CONFIG}", "--o
 BENCH_NO_TF_FLAGS = [BENCHMARK, "--tiny", "--skip_train", "--out={workdir}"]
 BACKGROUND = {
   "smoke_run": [("smoke", SMOKE_FLAGS, None)],
+  "evaluated_smoke_run": [
+    ("evaluated", [os.path.join(ROOT, "tests", "_evaluate_job.py"), "{runs}/smoke", "{workdir}"], None)
+  ],
   "device_runs": [("devices_1", DEVICE_FLAGS, None), ("devices_4", DEVICE_FLAGS, 4)],
   "resume_reference": [("resume_reference", RESUME_FLAGS, None)],
   "tf_free_runs": [
@@ -96,7 +99,7 @@ BACKGROUND = {
     ("tf_free_resumed", TF_FREE_LONG, None, {"env": NO_TENSORFLOW_ENV, "workdir": "tf_free"}),
     ("tf_free_reference", TF_FREE_LONG, None, {"env": NO_TENSORFLOW_ENV}),
   ],
-  "levels_on_two_devices": [("levels_two_devices", [os.path.join(ROOT, "tests", "_levels_sharded.py")], 2)],
+  "levels_job": [("levels", [os.path.join(ROOT, "tests", "_levels_job.py"), "{workdir}"], 2)],
   "aggressive_run": [("aggressive", [os.path.join(ROOT, "tests", "_aggressive_job.py"), "{workdir}"], None)],
   "benchmark_runs": [
     ("bench_tiny", BENCH_FLAGS, None),
@@ -113,10 +116,11 @@ def run_order(fixturenames):
 
 
 def command(flags, workdir):
-  """The arguments after the interpreter for a background job: its own program with "{workdir}" filled in, or
+  """The arguments after the interpreter for a background job: its own program with "{workdir}" (and "{runs}", the
+  folder of every job's workdir) filled in, or
   launch/main.py --workdir=WORKDIR and the flags."""
   if flags and not flags[0].startswith("-"):
-    return [f.replace("{workdir}", workdir) for f in flags]
+    return [f.replace("{workdir}", workdir).replace("{runs}", os.path.dirname(workdir)) for f in flags]
   return [os.path.join(ROOT, "launch", "main.py"), f"--workdir={workdir}", *flags]
 
 

@@ -44,6 +44,7 @@ if USE_CACHE:
 # collection shows a test needs one, its runs start, one at a time, on a worker thread. They compile
 # on the second core while in-process tests (single-threaded XLA compiles) use the first.
 # ---------------------------------------------------------------------------------------------
+import json  # noqa: E402
 import queue  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -51,6 +52,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -64,7 +66,7 @@ class _Launcher:
 
   def __init__(self):
     self.dir = tempfile.mkdtemp(prefix="hjepa_runs_")
-    self.jobs, self.done, self.proc = queue.Queue(), {}, None
+    self.jobs, self.done, self.proc, self.seconds = queue.Queue(), {}, None, {}
     self.stopped = False
     threading.Thread(target=self._work, daemon=True).start()
 
@@ -90,7 +92,9 @@ class _Launcher:
       self.proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
       )
+      start = time.perf_counter()
       out, _ = self.proc.communicate()
+      self.seconds[name] = time.perf_counter() - start
       self.done[name].output, self.done[name].returncode = out, self.proc.returncode
       self.done[name].workdir = workdir
       self.done[name].set()
@@ -124,6 +128,15 @@ def pytest_collection_modifyitems(session, config, items):
         _launcher[0].submit(*job)
 
 
+def pytest_terminal_summary(terminalreporter):
+  """The background jobs' times: their sum is the second core's load, to keep below the in-process tests' time."""
+  if _launcher and _launcher[0].seconds:
+    jobs = _launcher[0].seconds
+    terminalreporter.write_line(
+      f"background jobs, {sum(jobs.values()):.0f} s in all: " + ", ".join(f"{n} {t:.0f} s" for n, t in jobs.items())
+    )
+
+
 def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   if _launcher:
@@ -140,6 +153,15 @@ def _finished(job):
 def smoke_run():
   """WORKDIR of the shared smoke run (tests/_smoke.SMOKE_FLAGS), finished. Read it; copy_run() before writing."""
   return _finished("smoke")
+
+
+@pytest.fixture(scope="session")
+def evaluated_smoke_run():
+  """(WORKDIR of a copy of the smoke run after launch/evaluate.py's two evaluations, {"trained" | "random_init":
+  (returncode, output)}): tests/_evaluate_job.py, finished."""
+  workdir = _finished("evaluated")
+  with open(os.path.join(workdir, "outputs.json")) as f:
+    return os.path.join(workdir, "run"), {name: tuple(v) for name, v in json.load(f).items()}
 
 
 @pytest.fixture(scope="session")
@@ -162,9 +184,10 @@ def tf_free_runs():
 
 
 @pytest.fixture(scope="session")
-def levels_on_two_devices():
-  """(returncode, output, WORKDIR) of tests/_levels_sharded.py on two forced CPU devices, finished."""
-  return _launcher[0].result("levels_two_devices")
+def levels_job():
+  """WORKDIR/levels.json of tests/_levels_job.py (the designs' updates on two forced CPU devices), finished."""
+  with open(os.path.join(_finished("levels"), "levels.json")) as f:
+    return json.load(f)
 
 
 @pytest.fixture(scope="session")

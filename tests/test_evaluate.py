@@ -66,15 +66,13 @@ def _results(workdir, random_init=False):
 
 
 @pytest.fixture(scope="module")
-def run(smoke_run, tmp_path_factory):
-  """(workdir, {"trained": stdout, "random_init": stdout}): a copy of the smoke run after both evaluations."""
-  workdir = copy_run(smoke_run, tmp_path_factory.mktemp("evaluate") / "run")
-  outputs = {}
-  # Every evaluation on one feature kind, and the cheap k-NN on both (compiles are per feature width).
-  for name, flags in (("trained", ["--feature_kinds=avgpool"]), ("random_init", ["--random_init", "--eval_types=knn"])):
-    code, outputs[name] = _run(EVALUATE, f"--workdir={workdir}", *flags)
-    assert code == 0, outputs[name][-3000:]
-  return workdir, outputs
+def run(evaluated_smoke_run):
+  """(workdir, {"trained": stdout, "random_init": stdout}): a copy of the smoke run after both evaluations
+  (tests/_evaluate_job.py, run in the background)."""
+  workdir, results = evaluated_smoke_run
+  for name, (code, out) in results.items():
+    assert code == 0, f"{name}: {out[-3000:]}"
+  return workdir, {name: out for name, (_, out) in results.items()}
 
 
 def test_results_json_holds_every_metric(run):
