@@ -87,13 +87,26 @@ BENCH_TRAIN_CONFIG = (
 )
 BENCH_FLAGS = [BENCHMARK, "--tiny", f"--train_config={BENCH_TRAIN_CONFIG}", "--out={workdir}"]
 BENCH_NO_TF_FLAGS = [BENCHMARK, "--tiny", "--skip_train", "--out={workdir}"]
+# A launch/ tool on a copy of the smoke run (tests/_on_smoke_copy.py): append the tool and its flags.
+ON_SMOKE_COPY = (os.path.join(ROOT, "tests", "_on_smoke_copy.py"), "{runs}/smoke", "{workdir}")
 BACKGROUND = {
   "smoke_run": [("smoke", SMOKE_FLAGS, None)],
   "evaluated_smoke_run": [
-    ("evaluated", [os.path.join(ROOT, "tests", "_evaluate_job.py"), "{runs}/smoke", "{workdir}"], None)
+    ("evaluated", [*ON_SMOKE_COPY, "evaluate.py", "--feature_kinds=avgpool"], None),
+    # the cheap k-NN of the random init on the same copy (compiles are per feature width)
+    (
+      "evaluated_init",
+      [*ON_SMOKE_COPY, "evaluate.py", "--random_init", "--eval_types=knn"],
+      None,
+      {"workdir": "evaluated"},
+    ),
+  ],
+  "visualized_smoke_run": [
+    ("visualized", [*ON_SMOKE_COPY, "visualize.py", "--num_images=4", "--blocks=0,-1", "--heads=0,1"], None)
   ],
   "device_runs": [("devices_1", DEVICE_FLAGS, None), ("devices_4", DEVICE_FLAGS, 4)],
   "resume_reference": [("resume_reference", RESUME_FLAGS, None)],
+  "sigint_run": [("sigint", [os.path.join(ROOT, "tests", "_sigint_job.py"), "{workdir}"], None)],
   "tf_free_runs": [
     ("tf_free", [*TF_FREE_FLAGS, f"--config.total_steps={TF_FREE_STEPS}"], None, {"env": NO_TENSORFLOW_ENV}),
     ("tf_free_resumed", TF_FREE_LONG, None, {"env": NO_TENSORFLOW_ENV, "workdir": "tf_free"}),

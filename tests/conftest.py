@@ -157,11 +157,19 @@ def smoke_run():
 
 @pytest.fixture(scope="session")
 def evaluated_smoke_run():
-  """(WORKDIR of a copy of the smoke run after launch/evaluate.py's two evaluations, {"trained" | "random_init":
-  (returncode, output)}): tests/_evaluate_job.py, finished."""
-  workdir = _finished("evaluated")
-  with open(os.path.join(workdir, "outputs.json")) as f:
-    return os.path.join(workdir, "run"), {name: tuple(v) for name, v in json.load(f).items()}
+  """(WORKDIR, {"trained" | "random_init": (returncode, output)}): a copy of the smoke run after launch/evaluate.py's
+  two evaluations (tests/_smoke.BACKGROUND["evaluated_smoke_run"]), finished."""
+  results = {
+    name: _launcher[0].result(job)[:2] for name, job in (("trained", "evaluated"), ("random_init", "evaluated_init"))
+  }
+  return os.path.join(_launcher[0].workdir("evaluated"), "run"), results
+
+
+@pytest.fixture(scope="session")
+def visualized_smoke_run():
+  """(returncode, output, WORKDIR): a copy of the smoke run after launch/visualize.py, finished."""
+  code, out, workdir = _launcher[0].result("visualized")
+  return code, out, os.path.join(workdir, "run")
 
 
 @pytest.fixture(scope="session")
@@ -194,6 +202,14 @@ def levels_job():
 def aggressive_run():
   """(returncode, output, WORKDIR) of tests/_aggressive_job.py (configs/aggressive.py, every feature on), finished."""
   return _launcher[0].result("aggressive")
+
+
+@pytest.fixture(scope="session")
+def sigint_run():
+  """(WORKDIR/sigint.json, WORKDIR/run) of tests/_sigint_job.py (a run stopped by SIGINT, then resumed), finished."""
+  workdir = _finished("sigint")
+  with open(os.path.join(workdir, "sigint.json")) as f:
+    return json.load(f), os.path.join(workdir, "run")
 
 
 @pytest.fixture(scope="session")

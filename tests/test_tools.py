@@ -21,7 +21,7 @@ from hjepa_jax.model.hjepa import normalize_images
 from hjepa_jax.tools import events, maps, monitor, overlay
 from hjepa_jax.train_step import loss_fn
 from tests._core import core_config, synthetic_images
-from tests._smoke import SMOKE_LOG_EVERY, SMOKE_STEPS, copy_run
+from tests._smoke import SMOKE_LOG_EVERY, SMOKE_STEPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, "launch")
@@ -241,9 +241,9 @@ def test_prediction_errors_match_the_loss(tiny):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_visualize_writes_figures_and_report(run_dir, tmp_path):
-  run_dir = copy_run(run_dir, tmp_path / "run")  # visualize writes into the run directory
-  code, out = _tool("visualize.py", f"--workdir={run_dir}", "--num_images=4", "--blocks=0,-1", "--heads=0,1")
+def test_visualize_writes_figures_and_report(visualized_smoke_run):
+  """launch/visualize.py on a copy of the smoke run (run in the background: it writes into the run directory)."""
+  code, out, run_dir = visualized_smoke_run
   assert code == 0, out[-3000:]
   vis = os.path.join(run_dir, "visualizations")
   page = open(os.path.join(vis, "report.html")).read()

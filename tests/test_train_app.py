@@ -2,17 +2,15 @@
 
 import glob
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
 
 from hjepa_jax import checkpoint, train
 from tests._core import tiny_config
-from tests._smoke import RESUME_FLAGS, RESUME_STEPS, SMOKE_CKPT_STEPS, SMOKE_LOG_EVERY, SMOKE_STEPS
+from tests._smoke import RESUME_STEPS, SMOKE_CKPT_STEPS, SMOKE_LOG_EVERY, SMOKE_STEPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "launch", "main.py")
@@ -73,35 +71,22 @@ def test_smoke_end_to_end(smoke_run):
   } <= tags, tags
 
 
-def test_sigint_saves_and_resume_matches_uninterrupted_run(tmp_path, resume_reference):
-  steps = RESUME_STEPS
-  run = str(tmp_path / "run")
-  proc = subprocess.Popen(
-    [sys.executable, MAIN, f"--workdir={run}", *RESUME_FLAGS],
-    env=ENV,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-  )
-  log = os.path.join(run, "logs", "training.log")
-  deadline = time.time() + 300
-  while time.time() < deadline and not (os.path.exists(log) and f"step 10/{steps}" in open(log).read()):
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGINT)
-  out, _ = proc.communicate(timeout=300)
-  assert proc.returncode == 0, out[-3000:]
-  stopped_at, _ = _restore(run)
-  assert 10 <= stopped_at < steps, out[-2000:]
-  assert "SIGINT received" in open(log).read()
-
-  proc = subprocess.run(
-    [sys.executable, MAIN, f"--workdir={run}", *RESUME_FLAGS], env=ENV, capture_output=True, text=True, timeout=600
-  )
-  assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-  assert f"at step {stopped_at}" in open(log).read()  # "resumed from ... at step N"
+def test_sigint_saves_and_resume_matches_uninterrupted_run(sigint_run, resume_reference):
+  """SIGINT after step 10 saves a checkpoint and exits 0; the same command resumes from it and ends where the
+  uninterrupted run ends (tests/_sigint_job.py, run in the background)."""
+  facts, run = sigint_run
+  code, out = facts["first"]
+  assert code == 0, out
+  stopped_at = max(facts["checkpoints_after_stop"], default=0)
+  assert 10 <= stopped_at < RESUME_STEPS, out
+  log = open(os.path.join(run, "logs", "training.log")).read()
+  assert "SIGINT received" in log
+  code, out = facts["second"]
+  assert code == 0, out
+  assert f"at step {stopped_at}" in log  # "resumed from ... at step N"
   step_a, a = _restore(resume_reference)  # the same command, never interrupted (run in the background)
   step_b, b = _restore(run)
-  assert step_a == step_b == steps
+  assert step_a == step_b == RESUME_STEPS
   jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=1e-6), a, b)
 
 
