@@ -136,20 +136,19 @@ def claim_inside(row, diff):
   return lo <= row.claim_points[1] and row.claim_points[0] <= hi
 
 
-def _per_seed(records, variant, metric):
-  return {r["seed"]: r["metrics"][metric] for r in records if r["variant"] == variant and metric in r["metrics"]}
-
-
 def measure(records, base="base", rows=GUIDE_ROWS):
   """Per row: its paired difference on each headline metric, the verdicts, and the cost ratios."""
   ok = [r for r in records if r.get("status") == "ok"]
   out = []
   for row in rows:
     against = row.against or base
-    diffs = {m: paired.paired_difference(_per_seed(ok, row.name, m), _per_seed(ok, against, m)) for m in (KNN, LINEAR)}
+    diffs = {
+      m: paired.paired_difference(paired.per_seed(ok, row.name, m), paired.per_seed(ok, against, m))
+      for m in (KNN, LINEAR)
+    }
     costs = {}
     for m in COST_METRICS:
-      mine, theirs = _per_seed(ok, row.name, m), _per_seed(ok, against, m)
+      mine, theirs = paired.per_seed(ok, row.name, m), paired.per_seed(ok, against, m)
       seeds = sorted(set(mine) & set(theirs))
       if seeds and all(theirs[s] for s in seeds):
         costs[m] = sum(mine[s] / theirs[s] for s in seeds) / len(seeds)

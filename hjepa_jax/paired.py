@@ -611,16 +611,18 @@ def default_headline(records):
   return out
 
 
+def per_seed(records, variant, metric):
+  """{seed: value} of `metric` over the records of `variant` that have it."""
+  return {r["seed"]: r["metrics"][metric] for r in records if r["variant"] == variant and metric in r["metrics"]}
+
+
 def summarize(records, variants, baseline, headline=None):
   """Per metric: {variant: n, mean, std, seeds, values}, and per non-baseline variant the paired difference."""
   names = [v.name if isinstance(v, Variant) else v for v in variants]
   headline = list(headline) if headline else default_headline(records)
   ok = [r for r in records if r["status"] == "ok"]
   keys = sorted({k for r in ok for k in r["metrics"]} | set(headline), key=lambda k: _metric_order(k, headline))
-  per = {
-    k: {n: {r["seed"]: r["metrics"][k] for r in ok if r["variant"] == n and k in r["metrics"]} for n in names}
-    for k in keys
-  }
+  per = {k: {n: per_seed(ok, n, k) for n in names} for k in keys}
   stats, paired = {}, {}
   for k in keys:
     stats[k] = {}

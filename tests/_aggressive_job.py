@@ -6,7 +6,6 @@ the size, are the point). Writes WORKDIR/facts.json for the test to check.
 A process of its own so its compile runs on the second core while the in-process tests use the first.
 """
 
-import json
 import os
 import sys
 
@@ -14,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from hjepa_jax import config as config_lib  # noqa: E402
-from hjepa_jax import experiment, train  # noqa: E402
+from hjepa_jax import experiment, jsonfile, train  # noqa: E402
 from hjepa_jax.platform import Platform  # noqa: E402
 from tests import _data as fake_data  # noqa: E402
 
@@ -40,8 +39,7 @@ def main(workdir):
     "last": {k: float(v) for k, v in last.items()},
     "checkpoints": sorted(os.listdir(os.path.join(run, "checkpoints"))),
   }
-  with open(os.path.join(workdir, "facts.json"), "w") as f:
-    json.dump(facts, f)
+  jsonfile.write(os.path.join(workdir, "facts.json"), facts)  # atomic, and makes the folder
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ second core while the in-process tests use the first. The test asserts on WORKDI
   batch and as two micro-batches, joint predictor layout and remat on, and how often each step compiled.
 """
 
-import json
 import os
 import sys
 
@@ -18,6 +17,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
+from hjepa_jax import jsonfile  # noqa: E402
 from tests._core import synthetic_images, tiny_setup  # noqa: E402
 
 DESIGNS = ("deep", "multiscale")
@@ -64,9 +64,7 @@ def main(workdir):
     "sharded": {d: sharded(d) for d in DESIGNS},
     "accumulation": {d: accumulation(d) for d in DESIGNS},
   }
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "levels.json"), "w") as f:
-    json.dump(facts, f)
+  jsonfile.write(os.path.join(workdir, "levels.json"), facts)  # atomic, and makes the folder
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ run itself is WORKDIR/run, for the test to compare with the uninterrupted refere
 A process of its own, queued with the launched runs, so both sessions compile on the second core.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from hjepa_jax import jsonfile  # noqa: E402
 from tests._smoke import RESUME_FLAGS, RESUME_STEPS  # noqa: E402
 
 MAIN = os.path.join(ROOT, "launch", "main.py")
@@ -38,8 +38,7 @@ def main(workdir):
   )
   second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   facts["second"] = [second.returncode, (second.stdout + second.stderr)[-3000:]]
-  with open(os.path.join(workdir, "sigint.json"), "w") as f:
-    json.dump(facts, f)
+  jsonfile.write(os.path.join(workdir, "sigint.json"), facts)  # atomic, and makes the folder
 
 
 if __name__ == "__main__":

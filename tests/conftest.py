@@ -149,6 +149,13 @@ def _finished(job):
   return workdir
 
 
+def _facts(job, name):
+  """(the JSON a finished job wrote as WORKDIR/NAME, WORKDIR): what a tests/_*_job.py script found, to assert on."""
+  workdir = _finished(job)
+  with open(os.path.join(workdir, name)) as f:
+    return json.load(f), workdir
+
+
 @pytest.fixture(scope="session")
 def smoke_run():
   """WORKDIR of the shared smoke run (tests/_smoke.SMOKE_FLAGS), finished. Read it; copy_run() before writing."""
@@ -194,22 +201,20 @@ def tf_free_runs():
 @pytest.fixture(scope="session")
 def levels_job():
   """WORKDIR/levels.json of tests/_levels_job.py (the designs' updates on two forced CPU devices), finished."""
-  with open(os.path.join(_finished("levels"), "levels.json")) as f:
-    return json.load(f)
+  return _facts("levels", "levels.json")[0]
 
 
 @pytest.fixture(scope="session")
 def aggressive_run():
-  """(returncode, output, WORKDIR) of tests/_aggressive_job.py (configs/aggressive.py, every feature on), finished."""
-  return _launcher[0].result("aggressive")
+  """WORKDIR/facts.json of tests/_aggressive_job.py (configs/aggressive.py, every feature on), finished."""
+  return _facts("aggressive", "facts.json")[0]
 
 
 @pytest.fixture(scope="session")
 def sigint_run():
   """(WORKDIR/sigint.json, WORKDIR/run) of tests/_sigint_job.py (a run stopped by SIGINT, then resumed), finished."""
-  workdir = _finished("sigint")
-  with open(os.path.join(workdir, "sigint.json")) as f:
-    return json.load(f), os.path.join(workdir, "run")
+  facts, workdir = _facts("sigint", "sigint.json")
+  return facts, os.path.join(workdir, "run")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ forward loss (one small compile each); that the model trains is shown on the bas
 aggressive config with every phase 1-3 feature on at once.
 """
 
-import json
 import os
 
 import jax
@@ -139,10 +138,7 @@ def test_view_losses_report_their_metrics():
 def test_aggressive_trains_on_generated_imagenet(aggressive_run):
   """configs/aggressive.py with every phase 1-3 feature on trains on an ImageNet-100 folder layout
   (tests/_aggressive_job.py, run in the background)."""
-  code, out, workdir = aggressive_run
-  assert code == 0, out[-3000:]
-  with open(os.path.join(workdir, "facts.json")) as f:
-    facts = json.load(f)
+  facts = aggressive_run
   assert facts["global_batch"] == 16 and facts["fpn"] and facts["views"]
   last = facts["last"]
   assert "train/nonfinite_steps" not in last
