@@ -9,9 +9,11 @@ that hjepa_jax.data.sources reads (`unpack_cifar10`). No TensorFlow or jax impor
 """
 
 import ast
+import json
 import math
 import os
 import pickle
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,21 @@ MODELS = {
     {"data.image_size": 32, "data.batch_size": 256},
   ),
   "s16_224": ("ViT-S/16, 224 px", "configs/conservative.py:model=S/16,local", {"data.batch_size": 128}),
+  # The official I-JEPA step's setup on CPU (BENCHMARKS.md, issue 11): ViT-Ti/16 at 224 px, batch 32, a 192-wide
+  # 6-block predictor, one level; the reference runs the same model (reference_args).
+  "ti16_224": (
+    "ViT-Ti/16, 224 px, I-JEPA's setup",
+    "configs/conservative.py:model=Ti/16,local",
+    {
+      "data.batch_size": 32,
+      "model.layerscale": False,
+      "model.predictor.width": 192,
+      "model.predictor.depth": 6,
+      "model.predictor.num_heads": 3,
+      "loss.num_hierarchies": 1,
+      "loss.hierarchy_weights": (1.0,),
+    },
+  ),
   "tiny": (
     "tiny (32 wide, 1 block, patch 4), 32 px",
     "configs/smoke.py",
@@ -47,6 +64,7 @@ ATTENTION = {
   "xla": {"model.fused_attention": True, "model.attention_impl": "xla"},
   "cudnn": {"model.fused_attention": True, "model.attention_impl": "cudnn"},
 }
+LAYOUTS = ("per_block", "joint")  # model.predictor.layout; a cell without one keeps its recipe's
 # The training recipe's model: ViT-Ti/4 with a narrow 4-block predictor, bfloat16, batch 256.
 TRAIN_SET = (
   "model.width=192",
@@ -96,21 +114,38 @@ def build_config(config, overrides):
 # ---------------------------------------------------------------------------------------------
 
 
-def plan_cells(models, dtypes, attentions, remats):
-  """Every combination, most informative first: remat, then dtype, then attention, then model, in flag order."""
+def plan_cells(models, dtypes, attentions, remats, layouts=(None,), one_at_a_time=False):
+  """The cells, most informative first: remat, then dtype, then attention, then layout, then model, in flag order.
+
+  Every combination; or, `one_at_a_time`, the first value of each list (the base) and every cell that changes one
+  of them, which is what the speed rows compare (a feature's cost beside the base) at a fraction of the grid."""
+  layouts = tuple(layouts) or (None,)
   cells = []
   for remat in remats:
     for dtype in dtypes:
       for attention in attentions:
-        for model in models:
-          cells.append(dict(model=model, dtype=dtype, attention=attention, remat=remat))
+        for layout in layouts:
+          for model in models:
+            cell = dict(model=model, dtype=dtype, attention=attention, remat=remat)
+            if layout is not None:
+              cell["layout"] = layout
+            cells.append(cell)
+  if one_at_a_time:
+    base = (dtypes[0], attentions[0], remats[0], layouts[0])
+    cells = [c for c in cells if sum(a != b for a, b in zip(_settings(c), base)) <= 1]
   return cells
+
+
+def _settings(cell):
+  return cell["dtype"], cell["attention"], cell["remat"], cell.get("layout")
 
 
 def cell_config(cell, overrides):
   """(config file, overrides) of a cell: its model's recipe, then `overrides` (all cells), then the cell's settings."""
   _, config, model_overrides = MODELS[cell["model"]]
   own = {"model.dtype": cell["dtype"], "model.remat": cell["remat"], **ATTENTION[cell["attention"]]}
+  if cell.get("layout"):
+    own["model.predictor.layout"] = cell["layout"]
   return config, {**model_overrides, **overrides, **own}
 
 
@@ -125,7 +160,8 @@ def skip_reason(cell, backend):
 
 
 def cell_name(cell):
-  return f"{cell['model']}/{cell['dtype']}/{cell['attention']}/{cell['remat']}"
+  layout = f"/{cell['layout']}" if cell.get("layout") else ""
+  return f"{cell['model']}/{cell['dtype']}/{cell['attention']}/{cell['remat']}{layout}"
 
 
 def cell_summary(cell):
@@ -135,18 +171,21 @@ def cell_summary(cell):
 
 
 def add_mfu(cells):
-  """Model FLOPs per model (the lowered einsum/xla step without remat) and MFU of every measured cell."""
+  """Model FLOPs per model (the lowered einsum/xla step without remat) and MFU of every measured cell.
+
+  A predictor layout is other work (joint attends once per image), so a cell with one counts its own: the key
+  is then MODEL/LAYOUT."""
   flops, einsum_ms = {}, {}
   for cell in sorted(cells, key=lambda c: c["attention"] != "einsum"):
     if cell.get("status") == "ok" and cell["attention"] == "einsum":
-      einsum_ms[(cell["model"], cell["dtype"], cell["remat"])] = cell["step_ms"]
+      einsum_ms[(cell["model"], cell["dtype"], cell["remat"], cell.get("layout"))] = cell["step_ms"]
     ok = cell.get("status") == "ok" and cell["remat"] == "none" and cell["attention"] != "cudnn"
     if ok and cell.get("flops_lowered"):
-      flops.setdefault(cell["model"], {"flops": cell["flops_lowered"], "from": cell_name(cell)})
+      flops.setdefault(_work(cell), {"flops": cell["flops_lowered"], "from": cell_name(cell)})
   for cell in cells:
     if cell.get("status") != "ok":
       continue
-    model = flops.get(cell["model"])
+    model = flops.get(_work(cell))
     peak, chip, reason = devices.peak_flops(cell["device"]["chip"], cell["dtype"])
     cell["model_flops_per_step"] = model and model["flops"]
     cell["peak_flops"] = peak
@@ -155,9 +194,151 @@ def add_mfu(cells):
     cell["mfu"] = devices.mfu(cell["model_flops_per_step"], cell["step_ms"] / 1e3, peak)
     if cell["mfu"] is None:
       cell["mfu_reason"] = reason or "no einsum/xla cell without remat of this model measured its model FLOPs"
-    base = einsum_ms.get((cell["model"], cell["dtype"], cell["remat"]))
+    base = einsum_ms.get((cell["model"], cell["dtype"], cell["remat"], cell.get("layout")))
     cell["speedup_vs_einsum"] = base and base / cell["step_ms"]
   return flops
+
+
+def _work(cell):
+  return f"{cell['model']}/{cell['layout']}" if cell.get("layout") else cell["model"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rounds: the same cells measured again, interleaved, so a noisy machine's drift hits every cell alike.
+# ---------------------------------------------------------------------------------------------
+
+ROUND_FIELDS = ("step_ms", "peak_memory_mib", "compile_s")
+
+
+def merge_rounds(rounds):
+  """Cells measured in several rounds (a list of cell lists, one per round, same order) -> one list.
+
+  Each cell keeps the first round's fields, with the median of every round for the step time (images/s
+  follows from it) and peak memory, and the per-round values under "rounds"; a cell that failed in any round
+  keeps that round's status and error."""
+  merged = []
+  for versions in zip(*rounds):
+    cell = dict(versions[0])
+    bad = next((v for v in versions if v.get("status") != "ok"), None)
+    if bad is not None:
+      cell.update({k: bad[k] for k in ("status", "error", "reason") if k in bad})
+    elif len(versions) > 1:
+      cell["rounds"] = {k: [v.get(k) for v in versions] for k in ROUND_FIELDS}
+      for key in ROUND_FIELDS:
+        values = [v[key] for v in versions if v.get(key) is not None]
+        cell[key] = statistics.median(values) if values else None
+      cell["images_per_s"] = cell["batch"] / (cell["step_ms"] / 1e3)
+    merged.append(cell)
+  return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# Beside the official I-JEPA step: ijepa_ref_bench.py (the facebookresearch/ijepa modules on synthetic images),
+# run by hjepa_jax/tools/peak_run.py for its peak memory, in whichever Python has torch.
+# ---------------------------------------------------------------------------------------------
+
+# (width, depth) -> the reference's model function (its predictor takes the encoder's head count).
+REFERENCE_MODELS = {
+  (192, 12): "vit_tiny",
+  (384, 12): "vit_small",
+  (768, 12): "vit_base",
+  (1024, 24): "vit_large",
+  (1280, 32): "vit_huge",
+}
+REFERENCE_MIN_GRID = 14  # its MaskCollator loops forever on an 8x8 grid; 14x14 (224 px / 16) is the tested one
+# What the reference's MaskCollator draws: 4 targets, target scale and aspect, context scale.
+REFERENCE_MASKS = {
+  "num_targets": 4,
+  "target_scale": (0.15, 0.2),
+  "target_aspect": (0.75, 1.5),
+  "context_scale": (0.85, 1.0),
+}
+PEAK_RUN = os.path.join(ROOT, "hjepa_jax", "tools", "peak_run.py")
+
+
+def reference_args(cfg):
+  """The reference step's flags for the model of `cfg`, and what still differs between the two steps.
+
+  Returns (args, notes); args is None where the reference cannot run this model (the notes say why). The notes
+  name every setting of ours the reference lacks (more hierarchy levels, LayerScale, view-level losses, other
+  masks...), so a ratio is never read as like-for-like when it is not."""
+  from hjepa_jax import experiment  # pylint: disable=g-import-not-at-top
+
+  dims = experiment.encoder_dims(cfg.model)
+  name = REFERENCE_MODELS.get((dims["width"], dims["depth"]))
+  grid = cfg.data.image_size // dims["patch_size"]
+  if name is None:
+    return None, [f"the reference has no ViT {dims['width']} wide and {dims['depth']} deep"]
+  if grid < REFERENCE_MIN_GRID:
+    return None, [
+      f"a {grid}x{grid} patch grid: the reference's MaskCollator is only known to work from 14x14 (it loops forever on "
+      "8x8)"
+    ]
+  p = cfg.model.predictor
+  args = {
+    "model": name,
+    "patch": dims["patch_size"],
+    "img": cfg.data.image_size,
+    "batch": cfg.data.batch_size * cfg.optim.grad_accum_steps,
+    "pred_depth": p.depth,
+    "pred_dim": p.width,
+    "bf16": cfg.model.dtype == "bfloat16",
+  }
+  notes = []
+  if cfg.loss.num_hierarchies != 1:
+    notes.append(f"ours predicts {cfg.loss.num_hierarchies} hierarchy levels (the reference: 1)")
+  if p.num_heads != dims["num_heads"]:
+    notes.append(f"our predictor has {p.num_heads} heads (the reference's: the encoder's {dims['num_heads']})")
+  on = [k for k in ("layerscale", "rope") if cfg.model[k]] + (["fpn"] if cfg.model.fpn.enabled else [])
+  on += [f"loss.{k}" for k in ("contrastive", "vicreg") if cfg.loss[k].weight]
+  if on:
+    notes.append(f"ours has {', '.join(on)} on (the reference: off)")
+  masks = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in cfg.mask.items() if k in REFERENCE_MASKS}
+  other = sorted(k for k, v in REFERENCE_MASKS.items() if masks.get(k) != v)
+  if other:
+    notes.append(f"our mask.{', mask.'.join(other)} differ from the reference's MaskCollator")
+  return args, notes
+
+
+def reference_command(python, script, args, warmup, steps, threads=0):
+  """The command that runs the reference step under peak_run.py (by path: the reference's Python may lack ours)."""
+  cmd = [python, PEAK_RUN, script]
+  for key, value in args.items():
+    if key == "bf16":
+      cmd += ["--bf16"] if value else []
+    else:
+      cmd += [f"--{key}", str(value)]
+  cmd += ["--warmup", str(warmup), "--steps", str(steps)]
+  return cmd + (["--threads", str(threads)] if threads else [])
+
+
+def parse_reference_output(text):
+  """The reference's JSON line and peak_run's, from its output -> a result dict (status ok), or an error."""
+  found = {}
+  for line in text.splitlines():
+    line = line.strip()
+    if line.startswith("{"):
+      try:
+        found.update(json.loads(line))
+      except ValueError:
+        continue
+  if "img_per_s" not in found or "peak_run" not in found:
+    tail = text.strip().splitlines()[-1:] or ["no output"]
+    return {"status": "error", "error": f"the reference printed no result: {tail[0]}"}
+  peak = found.pop("peak_run")
+  memory = peak.get("cuda_peak_mib") or peak.get("peak_rss_mib")
+  step_ms = found["step_ms_median"]
+  return {**found, "status": "ok", "step_ms": step_ms, "images_per_s": found["batch"] / (step_ms / 1e3),
+          "peak_memory_mib": memory, "peak_run": peak}  # fmt: skip
+
+
+def add_reference_ratios(cells, references):
+  """Each measured cell's images/s and peak memory as multiples of its model's reference step."""
+  for cell in cells:
+    ref = references.get(cell["model"]) or {}
+    if cell.get("status") == "ok" and ref.get("status") == "ok":
+      cell["vs_reference"] = cell["images_per_s"] / ref["images_per_s"]
+      cell["memory_vs_reference"] = cell["peak_memory_mib"] / ref["peak_memory_mib"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,6 +389,26 @@ def _num(value, fmt):
   return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, fmt)
 
 
+def _reference_lines(references):
+  if not references:
+    return []
+  lines = [
+    "",
+    "The official I-JEPA step (facebookresearch/ijepa's modules, ijepa_ref_bench.py) on the same machine:",
+    "",
+    "| model | reference flags | step (ms) | images/s | peak memory (MiB) | what still differs | status |",
+    "|:---|:---|---:|---:|---:|:---|:---|",
+  ]
+  for model, ref in references.items():
+    flags = " ".join(f"{k}={v}" for k, v in (ref.get("args") or {}).items())
+    status = "ok" if ref.get("status") == "ok" else f"{ref.get('status')}: {ref.get('error') or ref.get('reason')}"
+    lines.append(
+      f"| {MODELS[model][0]} | {flags or '-'} | {_num(ref.get('step_ms'), '.1f')} | {_num(ref.get('images_per_s'), '.1f')} "
+      f"| {_num(ref.get('peak_memory_mib'), '.0f')} | {'; '.join(ref.get('notes') or []) or 'nothing'} | {status} |"
+    )
+  return lines
+
+
 def format_report(report):
   dev = report.get("device") or {}
   lines = [
@@ -227,19 +428,26 @@ def format_report(report):
       f"Peak memory: {dev.get('peak_memory_source', '?')}. FLOPs: XLA cost analysis of the compiled step; MFU uses "
       "the model FLOPs (the einsum step without remat, before XLA's passes) over the chip's dense peak.",
       "",
-      "| model | batch | dtype | attention | remat | compile (s) | step (ms) | images/s | vs einsum | peak memory (MiB) "
-      "| GFLOP/step | MFU | status |",
-      "|:---|---:|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|:---|",
+      "| model | batch | dtype | attention | remat | layout | compile (s) | step (ms) | images/s | vs einsum "
+      "| vs reference | peak memory (MiB) | memory vs reference | GFLOP/step | MFU | status |",
+      "|:---|---:|:---|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
     ]
     order = {name: i for i, name in enumerate(ATTENTION)}
-    for c in sorted(bench["cells"], key=lambda c: (c["model"], c["dtype"], c["remat"], order[c["attention"]])):
+    key = lambda c: (c["model"], c["dtype"], c["remat"], c.get("layout") or "", order[c["attention"]])  # noqa: E731
+    for c in sorted(bench["cells"], key=key):
       status = "ok" if c.get("status") == "ok" else f"{c.get('status')}: {c.get('error') or c.get('reason')}"
       lines.append(
         f"| {MODELS[c['model']][0]} | {c.get('batch', '')} | {c['dtype']} | {c['attention']} | {c['remat']} | "
-        f"{_num(c.get('compile_s'), '.1f')} | {_num(c.get('step_ms'), '.2f')} | {_num(c.get('images_per_s'), '.0f')} | "
-        f"{_num(c.get('speedup_vs_einsum'), '.2f')} | {_num(c.get('peak_memory_mib'), '.0f')} | "
-        f"{_num((c.get('flops_per_step') or math.nan) / 1e9, '.1f')} | {_num(c.get('mfu'), '.1%')} | {status} |"
+        f"{c.get('layout') or 'recipe'} | {_num(c.get('compile_s'), '.1f')} | {_num(c.get('step_ms'), '.2f')} | "
+        f"{_num(c.get('images_per_s'), '.0f')} | {_num(c.get('speedup_vs_einsum'), '.2f')} | "
+        f"{_num(c.get('vs_reference'), '.2f')} | {_num(c.get('peak_memory_mib'), '.0f')} | "
+        f"{_num(c.get('memory_vs_reference'), '.2f')} | {_num((c.get('flops_per_step') or math.nan) / 1e9, '.1f')} | "
+        f"{_num(c.get('mfu'), '.1%')} | {status} |"
       )
+    if bench.get("rounds", 1) > 1:
+      lines += ["", f"Step time and peak memory: the median of {bench['rounds']} interleaved rounds (per-round values in "
+                "the JSON)."]  # fmt: skip
+    lines += _reference_lines(bench.get("reference") or {})
     sources = sorted({c["peak_source"] for c in bench["cells"] if c.get("peak_source")})
     no_mfu = sorted({c["mfu_reason"] for c in bench["cells"] if c.get("mfu_reason")})
     lines += ["", *[f"Peak FLOP/s: {s}" for s in sources], *[f"No MFU: {r}" for r in no_mfu], ""]

@@ -21,6 +21,7 @@ Plain Python: the records come from `paired`, no jax, no TensorFlow.
 """
 
 import dataclasses
+import statistics
 
 from hjepa_jax import paired
 
@@ -87,22 +88,46 @@ GUIDE_ROWS = (
   ),
 )
 
-# The guide's rows this table cannot measure, and why: the speed rows come from the step benchmark
-# (BENCHMARKS.md), the dataset row needs a second dataset.
+# The guide's rows this table cannot measure, and why: the dataset row needs a second dataset. (Its speed and
+# memory rows are measured by the step benchmark: SPEED_ROWS below.)
 UNMEASURED = (
   ("ImageNet-100 in the mix", "+10-15% accuracy", "needs a second real dataset; none is reachable offline here"),
-  (
-    "Flash attention",
-    "2-5x speedup",
-    "a speed row, for the step benchmark (BENCHMARKS.md \"Side by side with the I-JEPA PyTorch step on CPU\": the "
-    "fused and einsum paths ran within noise on that CPU; no GPU figure yet)",
-  ),
-  (
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeedRow:
+  """A speed or memory claim, read from a step benchmark (launch/benchmark.py): cells differing in one setting."""
+
+  feature: str
+  claim: str
+  setting: str  # the cell field that differs: attention | remat | layout
+  value: str  # the feature's value of it
+  against: str  # the value it is compared with
+  speed: float = 0.0  # the least images/s ratio the claim promises (0: no speed claim beyond "faster")
+  activation_memory: float = 0.0  # the largest ratio of XLA temporaries the claim promises (0: no memory claim)
+
+
+SPEED_ROWS = (
+  SpeedRow("Flash attention (XLA's fused path)", "2-5x speedup", "attention", "xla", "einsum", speed=2.0),
+  SpeedRow("Flash attention (cuDNN)", "2-5x speedup", "attention", "cudnn", "einsum", speed=2.0),
+  SpeedRow(
     "Gradient checkpointing",
-    "2x batch size",
-    "a memory row, for the step benchmark (the same section: `model.remat=nothing_saveable`)",
+    "2x batch size: -50% activation memory at 80-85% speed",
+    "remat",
+    "nothing_saveable",
+    "none",
+    activation_memory=0.5,
+  ),
+  SpeedRow(
+    "Predictor layout: joint instead of per_block",
+    "this project's speed-up (fewer FLOPs)",
+    "layout",
+    "joint",
+    "per_block",
   ),
 )
+SETTINGS = ("model", "dtype", "attention", "remat", "layout")
 
 
 def _budget(budget):
@@ -197,10 +222,11 @@ def _overrides(overrides):
   return ", ".join(f"`{k}={v}`" for k, v in overrides.items()) or "(none)"
 
 
-def render(records, base="base", source="", command="", rows=GUIDE_ROWS):
-  """docs/switch_buys.md: the measured table, how it was made, and the rows it cannot measure.
+def render(records, base="base", source="", command="", rows=GUIDE_ROWS, speed=()):
+  """docs/switch_buys.md: the measured table, how it was made, the speed rows and the rows it cannot measure.
 
-  Dated by the newest record's scoring time, so rendering the same records twice gives the same page."""
+  `speed`: (step-benchmark report, its path) pairs, one section each. Dated by the newest record's scoring time,
+  so rendering the same inputs twice gives the same page."""
   measured = measure(records, base, rows)
   ok = [r for r in records if r.get("status") == "ok"]
   budgets = sorted({_budget(r.get("budget")) for r in ok})
@@ -234,6 +260,121 @@ def render(records, base="base", source="", command="", rows=GUIDE_ROWS):
       f"| {row.feature} | {_overrides(row.overrides)} | `{m['against']}` | {row.claim} | {_points(m['diffs'][KNN])} "
       f"| {_points(m['diffs'][LINEAR])} | {_cost_cell(m)} | {n} | {_verdict_cell(m)} |"
     )
-  lines += ["", "Not measured in this table:", ""]
+  for report, path in speed:
+    lines += ["", render_speed(report, f"`{path}`")[0].rstrip()]
+  lines += ["", "Not measured:", ""]
   lines += [f"- {feature} (the guide: {claim}): {why}." for feature, claim, why in UNMEASURED]
+  if not speed:
+    lines += [f"- {r.feature} (the guide: {r.claim}): no step benchmark given (`--speed`)." for r in SPEED_ROWS]
   return "\n".join(lines) + "\n", measured
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed and memory rows, from a step benchmark's report (launch/benchmark.py --out=DIR: DIR/benchmark.json).
+# ---------------------------------------------------------------------------------------------
+
+
+def _round_ratios(mine, theirs):
+  """theirs' step time / mine per interleaved round (the speed-up of `mine`), or the medians' where not in rounds."""
+  a, b = (mine.get("rounds") or {}).get("step_ms"), (theirs.get("rounds") or {}).get("step_ms")
+  if a and b and len(a) == len(b) and all(a) and all(b):
+    return [y / x for x, y in zip(a, b)]
+  return [theirs["step_ms"] / mine["step_ms"]]
+
+
+def speed_verdict(row, ratios, activation):
+  """confirmed / not at this scale / contradicted, from the per-round speed ratios and the temporaries' ratio."""
+  if row.activation_memory:
+    if activation is None:
+      return PENDING
+    return CONFIRMED if activation <= row.activation_memory else CONTRADICTED if activation >= 1 else NOT_HERE
+  if all(r >= max(row.speed, 1.0) for r in ratios):
+    return CONFIRMED
+  return CONTRADICTED if all(r < 1 for r in ratios) else NOT_HERE
+
+
+def _ratio(mine, theirs, key):
+  x, y = mine.get(key), theirs.get(key)
+  return x / y if x and y else None
+
+
+def measure_speed(report, rows=SPEED_ROWS):
+  """Per row, every pair of measured cells that differ in its setting only: ratios and the verdict."""
+  cells = [c for c in (report.get("bench") or {}).get("cells", []) if c.get("status") == "ok"]
+  out = []
+  for row in rows:
+    others = [k for k in SETTINGS if k != row.setting]
+    for mine in (c for c in cells if c.get(row.setting) == row.value):
+      same = [c for c in cells if c.get(row.setting) == row.against and all(c.get(k) == mine.get(k) for k in others)]
+      for theirs in same:
+        ratios = _round_ratios(mine, theirs)
+        activation = _ratio(mine, theirs, "xla_temp_bytes")
+        out.append(
+          {
+            "row": row,
+            "cell": mine,
+            "speed": statistics.median(ratios),
+            "speed_rounds": ratios,
+            "peak_memory": _ratio(mine, theirs, "peak_memory_mib"),
+            "activation_memory": activation,
+            "verdict": speed_verdict(row, ratios, activation),
+          }
+        )
+  return out
+
+
+def _context(cell, setting=None):
+  """A cell's model and settings, without the one a row varies."""
+  parts = [f"{k} {cell[k]}" for k in ("attention", "remat", "layout") if cell.get(k) and k != setting]
+  return ", ".join([cell["model"], cell["dtype"], *parts])
+
+
+def render_speed(report, source=""):
+  """The speed and memory section of the page, for one step-benchmark report."""
+  dev = report.get("device") or {}
+  bench = report.get("bench") or {}
+  rounds = bench.get("rounds", 1)
+  lines = [
+    f"## Speed and memory: {dev.get('chip', '?')} ({dev.get('backend', '?')}, jax {dev.get('jax', '?')}), "
+    f"{str(report.get('started', '?'))[:10]}",
+    "",
+    f"From the step benchmark {source or ''} (`{' '.join(report.get('command', []))}`): synthetic images, "
+    f"{bench.get('steps')} timed steps per cell, "
+    + (f"the median of {rounds} interleaved rounds" if rounds > 1 else "one round")
+    + f"; peak memory: {dev.get('peak_memory_source', '?')}; activation memory: XLA's temporaries of the compiled "
+    "step. Ratios: the feature's cell over the one without it, same model and other settings; speed per round in "
+    "brackets.",
+    "",
+    "| feature | cells | the guide's claim | speed (images/s ratio) | peak memory | activation memory | verdict |",
+    "|---|---|---|---:|---:|---:|---|",
+  ]
+  measured = measure_speed(report)
+  for m in measured:
+    row = m["row"]
+    per_round = f" [{', '.join(f'{r:.2f}' for r in m['speed_rounds'])}]" if len(m["speed_rounds"]) > 1 else ""
+    lines.append(
+      f"| {row.feature} | `{row.setting}={row.value}` vs `{row.against}`; {_context(m['cell'], row.setting)} "
+      f"| {row.claim} | {m['speed']:.2f}x{per_round} | {_x(m['peak_memory'])} | {_x(m['activation_memory'])} "
+      f"| {m['verdict']} |"
+    )
+  if not measured:
+    lines.append("| (no pair of measured cells differs in one of these settings) | | | | | | |")
+  refs = {k: v for k, v in (bench.get("reference") or {}).items() if v.get("status") == "ok"}
+  base = [c for c in bench.get("cells", []) if c.get("vs_reference") is not None]
+  if refs and base:
+    lines += [
+      "",
+      "Beside the official I-JEPA step on the same machine (facebookresearch/ijepa's modules, the same model, "
+      "batch and masks unless noted):",
+      "",
+      "| our cell | images/s vs the reference | peak memory vs the reference | what still differs |",
+      "|---|---:|---:|---|",
+    ]
+    for c in base:
+      notes = "; ".join(refs[c["model"]].get("notes") or []) or "nothing"
+      lines.append(f"| {_context(c)} | {c['vs_reference']:.2f}x | {c['memory_vs_reference']:.2f}x | {notes} |")
+  return "\n".join(lines) + "\n", measured
+
+
+def _x(value):
+  return "-" if value is None else f"{value:.2f}x"

@@ -96,7 +96,8 @@ def block_options(m) -> BlockOptions:
   )
 
 
-def _encoder_dims(m):
+def encoder_dims(m):
+  """The encoder's width, depth, num_heads and patch_size: the variant's, with explicit model.* dims on top."""
   dims = {}
   if m.variant:
     try:
@@ -128,7 +129,7 @@ def model_spec(cfg) -> ModelSpec:
   Sub-keys of switched-off features (FPN, projector) are read and checked all the same.
   """
   m, image_size = cfg.model, cfg.data.image_size
-  dims = _encoder_dims(m)
+  dims = encoder_dims(m)
   require(
     image_size % dims["patch_size"] == 0,
     "data.image_size",

@@ -66,6 +66,25 @@ _MODELS = flags.DEFINE_list("models", ["ti4_32", "s16_224"], f"Micro-benchmark m
 _DTYPES = flags.DEFINE_list("dtypes", ["bfloat16", "float32"], "model.dtype values, in priority order.")
 _ATTENTION = flags.DEFINE_list("attention", list(bench.ATTENTION), "Attention paths: einsum, xla, cudnn.")
 _REMAT = flags.DEFINE_list("remat", ["none", "nothing_saveable"], "model.remat policies, in priority order.")
+_LAYOUTS = flags.DEFINE_list(
+  "layouts", [], f"model.predictor.layout values ({', '.join(bench.LAYOUTS)}); empty: each model's recipe."
+)
+_ONE_AT_A_TIME = flags.DEFINE_bool(
+  "one_at_a_time", False, "Only the base cell (the first value of each list) and the cells that change one setting."
+)
+_ROUNDS = flags.DEFINE_integer("rounds", 1, "Measure the cells (and the reference) this many times, interleaved.")
+_REFERENCE = flags.DEFINE_string(
+  "reference",
+  os.environ.get("IJEPA_REF_BENCH"),
+  "ijepa_ref_bench.py (the official I-JEPA step): timed beside each model's cells where it can run that model.",
+)
+_REFERENCE_SRC = flags.DEFINE_string(
+  "reference_src", os.environ.get("IJEPA_SRC"), "An extracted facebookresearch/ijepa (the reference imports its src/)."
+)
+_REFERENCE_PYTHON = flags.DEFINE_string("reference_python", sys.executable, "A Python with torch for the reference.")
+_REFERENCE_THREADS = flags.DEFINE_integer(
+  "reference_threads", 0, "torch threads of the reference (0: torch's default)."
+)
 _SET = flags.DEFINE_multi_string("set", [], "KEY=VALUE config override for every micro-benchmark cell.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per cell (the median is reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after the first call, per cell.")
@@ -234,13 +253,14 @@ def launch_worker(kind, spec, path, timeout):
 # ---------------------------------------------------------------------------------------------
 
 
-def run_cells(out, cells, overrides, steps, warmup, budget_s, timeout_s, log=print):
+def run_cells(out, cells, overrides, steps, warmup, budget_s, timeout_s, tag="", log=print):
+  """Measures `cells` in order (each in a process of its own) until `budget_s` is spent; TAG names a round."""
   os.makedirs(os.path.join(out, "cells"), exist_ok=True)
   start, backend, slowest = time.perf_counter(), None, {}
   for cell in cells:
     cell["config"], cell["overrides"] = bench.cell_config(cell, overrides)
     left = budget_s - (time.perf_counter() - start)
-    reason = bench.skip_reason(cell, backend)
+    reason = cell.get("reason") if cell.get("status") == "skipped" else bench.skip_reason(cell, backend)
     if reason is None and left < slowest.get(cell["model"], 0.0):
       reason = (
         f"the bench budget ({budget_s:.0f} s) is spent: {max(left, 0):.0f} s left, this model's cells take longer"
@@ -249,13 +269,72 @@ def run_cells(out, cells, overrides, steps, warmup, budget_s, timeout_s, log=pri
       cell.update(status="skipped", reason=reason)
       log(f"  {bench.cell_name(cell)}: skipped ({reason})")
       continue
-    path = os.path.join(out, "cells", bench.cell_name(cell).replace("/", "_"))
+    path = os.path.join(out, "cells", bench.cell_name(cell).replace("/", "_") + tag)
     spec = dict(config=cell["config"], overrides=cell["overrides"], steps=steps, warmup=warmup)
     cell.update(launch_worker("cell", spec, path, timeout_s))
     backend = cell.get("device", {}).get("backend", backend)
     slowest[cell["model"]] = max(slowest.get(cell["model"], 0.0), cell["wall_s"])
-    log(f"  {bench.cell_name(cell)}: {bench.cell_summary(cell)}")
+    log(f"  {bench.cell_name(cell)}{tag}: {bench.cell_summary(cell)}")
   return cells
+
+
+def plan_references(models, overrides):
+  """Per model: the reference's flags and what differs, or why the reference cannot run it."""
+  refs = {}
+  for model in models:
+    config, model_overrides = bench.cell_config(dict(model=model, dtype="float32", attention="xla", remat="none"), {})
+    cfg = bench.build_config(config, {**model_overrides, **overrides})
+    args, notes = bench.reference_args(cfg)
+    refs[model] = {"args": args, "notes": notes} if args else {"status": "skipped", "reason": "; ".join(notes)}
+  return refs
+
+
+def run_reference(out, model, ref, dtype, steps, warmup, tag="", log=print):
+  """One timing of the reference step for `model` (in `dtype`), in a process of its own.
+
+  Our cells leave the first call (the compile) and `warmup` more untimed; the reference leaves warmup + 1."""
+  args = {**ref["args"], "bf16": dtype == "bfloat16"}
+  cmd = bench.reference_command(
+    _REFERENCE_PYTHON.value, _REFERENCE.value, args, warmup + 1, steps, _REFERENCE_THREADS.value
+  )
+  env = {**os.environ, "IJEPA_SRC": _REFERENCE_SRC.value or ""}
+  log_path = os.path.join(out, "cells", f"reference_{model}{tag}.log")
+  start = time.perf_counter()
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=_CELL_TIMEOUT.value, check=False)
+  with open(log_path, "w") as f:
+    f.write(proc.stdout + proc.stderr)
+  result = bench.parse_reference_output(proc.stdout if proc.returncode == 0 else proc.stdout + proc.stderr)
+  result.update(args=args, notes=ref["notes"], command=cmd, wall_s=time.perf_counter() - start)
+  log(
+    f"  reference {model}{tag}: "
+    + (f"{result['step_ms']:.1f} ms/step" if result["status"] == "ok" else result["error"])
+  )
+  return result
+
+
+def run_bench(out, cells, overrides, steps, warmup, budget_s, dtype, log=print):
+  """The cells, each round followed by the reference beside each model; returns (cells, references)."""
+  rounds = max(1, _ROUNDS.value)
+  models = list(dict.fromkeys(c["model"] for c in cells))
+  refs = plan_references(models, overrides) if _REFERENCE.value else {}
+  cell_rounds, ref_rounds = [], {m: [] for m in refs}
+  start = time.perf_counter()
+  planned = [dict(c) for c in cells]
+  for r in range(rounds):
+    tag = f".round{r + 1}" if rounds > 1 else ""
+    todo = [dict(c) for c in planned]
+    for cell, first in zip(todo, cell_rounds[0] if cell_rounds else ()):
+      if first.get("status") == "skipped":  # not run in the first round: not in the later ones either
+        cell.update(status="skipped", reason=first["reason"])
+    left = budget_s - (time.perf_counter() - start)
+    cell_rounds.append(run_cells(out, todo, overrides, steps, warmup, left, _CELL_TIMEOUT.value, tag, log))
+    for model, ref in refs.items():
+      if "args" in ref:
+        ref_rounds[model].append(run_reference(out, model, ref, dtype, steps, warmup, tag, log))
+  merged = bench.merge_rounds(cell_rounds)
+  references = {m: bench.merge_rounds([[x] for x in ref_rounds[m]])[0] if ref_rounds[m] else refs[m] for m in refs}
+  bench.add_reference_ratios(merged, references)
+  return merged, references
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,14 +400,25 @@ def main(argv):
 
   if not _SKIP_BENCH.value:
     steps, warmup = _option("steps", _STEPS), _option("warmup", _WARMUP)
+    dtypes = _option("dtypes", _DTYPES)
     cells = bench.plan_cells(
-      _option("models", _MODELS), _option("dtypes", _DTYPES), _option("attention", _ATTENTION), _option("remat", _REMAT)
+      _option("models", _MODELS),
+      dtypes,
+      _option("attention", _ATTENTION),
+      _option("remat", _REMAT),
+      _LAYOUTS.value,
+      _ONE_AT_A_TIME.value,
     )
-    print(f"micro-benchmarks: {len(cells)} cells, budget {bench_budget:.0f} s")
+    print(f"micro-benchmarks: {len(cells)} cells x {_ROUNDS.value} round(s), budget {bench_budget:.0f} s")
     report["bench"] = dict(
-      budget_s=bench_budget, steps=steps, warmup=warmup, overrides=bench.parse_overrides(_SET.value)
+      budget_s=bench_budget,
+      steps=steps,
+      warmup=warmup,
+      rounds=_ROUNDS.value,
+      overrides=bench.parse_overrides(_SET.value),
     )
-    run_cells(out, cells, report["bench"]["overrides"], steps, warmup, bench_budget, _CELL_TIMEOUT.value)
+    overrides = report["bench"]["overrides"]
+    cells, report["bench"]["reference"] = run_bench(out, cells, overrides, steps, warmup, bench_budget, dtypes[0])
     report["bench"]["model_flops"] = bench.add_mfu(cells)
     report["bench"]["cells"] = cells
     report["device"] = next((c["device"] for c in cells if "device" in c), None)

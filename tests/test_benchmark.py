@@ -140,6 +140,79 @@ def test_mfu_uses_the_model_flops_of_the_einsum_step():
   assert cells[2]["mfu"] == pytest.approx(4e12 / 0.025 / 989.5e12)  # remat's recomputation is not model work
 
 
+def test_layouts_are_cells_and_one_at_a_time_keeps_the_base_and_its_neighbours():
+  cells = bench.plan_cells(["ti16_224"], ["float32"], ["xla", "einsum"], ["none", "nothing_saveable"], bench.LAYOUTS)
+  assert len(cells) == 8 and bench.cell_name(cells[0]) == "ti16_224/float32/xla/none/per_block"
+  oaat = bench.plan_cells(
+    ["ti16_224"], ["float32"], ["xla", "einsum"], ["none", "nothing_saveable"], bench.LAYOUTS, True
+  )
+  assert [bench.cell_name(c) for c in oaat] == [
+    "ti16_224/float32/xla/none/per_block",
+    "ti16_224/float32/xla/none/joint",
+    "ti16_224/float32/einsum/none/per_block",
+    "ti16_224/float32/xla/nothing_saveable/per_block",
+  ]
+  _, overrides = bench.cell_config(oaat[1], {})
+  assert overrides["model.predictor.layout"] == "joint" and overrides["model.fused_attention"] is True
+  assert "model.predictor.layout" not in bench.cell_config(cells[0] | {"layout": None}, {})[1]
+  # A layout is other work: its model FLOPs (and MFU) are its own.
+  device = {"chip": "NVIDIA H200"}
+  measured = [c | dict(status="ok", device=device, step_ms=10.0, flops_lowered=f) for c, f in zip(oaat, (4e12, 3e12))]
+  assert set(bench.add_mfu(measured)) == {"ti16_224/per_block", "ti16_224/joint"}
+  assert measured[1]["model_flops_per_step"] == 3e12
+
+
+def test_rounds_merge_to_medians_and_a_failure_in_any_round_stays():
+  def cell(step_ms, memory, status="ok"):
+    return dict(model="m", batch=32, status=status, step_ms=step_ms, peak_memory_mib=memory, compile_s=1.0)
+
+  rounds = [
+    [cell(100.0, 10.0), cell(50.0, 5.0)],
+    [cell(300.0, 30.0), cell(60.0, 6.0, "error")],
+    [cell(200.0, 20.0), cell(70.0, 7.0)],
+  ]
+  first, second = bench.merge_rounds(rounds)
+  assert first["step_ms"] == 200.0 and first["peak_memory_mib"] == 20.0 and first["images_per_s"] == 160.0
+  assert first["rounds"]["step_ms"] == [100.0, 300.0, 200.0]
+  assert second["status"] == "error" and "rounds" not in second
+  assert bench.merge_rounds([[cell(100.0, 10.0)]])[0] == cell(100.0, 10.0)  # one round: as measured
+
+
+def test_reference_runs_the_same_model_and_names_what_still_differs():
+  config, overrides = bench.cell_config(dict(model="ti16_224", dtype="float32", attention="xla", remat="none"), {})
+  args, notes = bench.reference_args(bench.build_config(config, overrides))
+  assert args == dict(model="vit_tiny", patch=16, img=224, batch=32, pred_depth=6, pred_dim=192, bf16=False)
+  assert notes == []  # issue 11's setup is I-JEPA's step
+  config, overrides = bench.cell_config(dict(model="s16_224", dtype="bfloat16", attention="xla", remat="none"), {})
+  args, notes = bench.reference_args(bench.build_config(config, overrides))
+  assert args["model"] == "vit_small" and args["batch"] == 128 and args["bf16"]
+  assert any("3 hierarchy levels" in n for n in notes) and any("layerscale" in n for n in notes)
+  config, overrides = bench.cell_config(dict(model="ti4_32", dtype="float32", attention="xla", remat="none"), {})
+  args, notes = bench.reference_args(bench.build_config(config, overrides))
+  assert args is None and "8x8" in notes[0]
+  cmd = bench.reference_command("py", "ref.py", dict(model="vit_tiny", bf16=True, batch=8), 2, 3, threads=2)
+  assert cmd == ["py", bench.PEAK_RUN, "ref.py", "--model", "vit_tiny", "--bf16", "--batch", "8", "--warmup", "2",
+                 "--steps", "3", "--threads", "2"]  # fmt: skip
+
+
+def test_reference_output_parsed_and_ratios_added(tmp_path):
+  script = tmp_path / "ref.py"  # prints what ijepa_ref_bench.py prints, and holds ~64 MiB
+  script.write_text(
+    "import json, sys\nblock = bytearray(64 << 20)\n"
+    "print(json.dumps(dict(batch=32, step_ms_median=400.0, img_per_s=80.0, argv=sys.argv[1:])))\n"
+  )
+  proc = subprocess.run([sys.executable, bench.PEAK_RUN, str(script), "--x", "1"], capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr
+  ref = bench.parse_reference_output(proc.stdout)
+  assert ref["status"] == "ok" and ref["argv"] == ["--x", "1"] and ref["images_per_s"] == 80.0
+  assert ref["peak_memory_mib"] >= 64 and ref["peak_run"]["cuda_peak_mib"] is None
+  bad = bench.parse_reference_output("Traceback ...\nModuleNotFoundError: No module named 'torch'")
+  assert bad["status"] == "error" and "No module named 'torch'" in bad["error"]
+  cells = [dict(model="m", status="ok", images_per_s=120.0, peak_memory_mib=ref["peak_memory_mib"] / 2)]
+  bench.add_reference_ratios(cells + [dict(model="other", status="ok")], {"m": ref})
+  assert cells[0]["vs_reference"] == 1.5 and cells[0]["memory_vs_reference"] == pytest.approx(0.5)
+
+
 def test_parse_overrides():
   assert bench.parse_overrides(["model.depth=2", "model.variant=Ti/4", "loss.hierarchy_weights=(1.0, 0.5)"]) == {
     "model.depth": 2,

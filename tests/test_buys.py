@@ -109,19 +109,95 @@ def test_launcher_writes_the_page_from_committed_scores(tmp_path):
   proc = subprocess.run([*cmd, f"--out={out}"], capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr
   assert "| RoPE | `model.rope=True` | `pooled` |" in out.read_text()
-  assert jsonfile.read(str(tmp_path / "buys.json"))[0]["row"] == "layerscale"
+  assert jsonfile.read(str(tmp_path / "buys.json"))["rows"][0]["row"] == "layerscale"
   proc = subprocess.run([*cmd, "--base=base", f"--out={out}"], capture_output=True, text=True, timeout=120)
   assert proc.returncode == 1 and "no scored run of the base variant 'base'" in proc.stderr + proc.stdout
 
 
+def _speed_report():
+  """A step benchmark's report: base (xla, no remat, per_block) and one change each, in 2 interleaved rounds."""
+
+  def cell(attention="xla", remat="none", layout="per_block", ms=(100.0, 120.0), memory=1000.0, temp=4e9):
+    return dict(model="ti16_224", dtype="float32", attention=attention, remat=remat, layout=layout, status="ok",
+                batch=32, step_ms=sum(ms) / 2, rounds={"step_ms": list(ms)}, peak_memory_mib=memory,
+                xla_temp_bytes=temp, images_per_s=32e3 / (sum(ms) / 2))  # fmt: skip
+
+  cells = [
+    cell(),
+    cell(attention="einsum", ms=(105.0, 118.0), memory=1100.0),  # xla faster in round 1, slower in round 2
+    cell(remat="nothing_saveable", ms=(130.0, 150.0), memory=700.0, temp=1e9),  # 0.25x temporaries
+    cell(layout="joint", ms=(70.0, 80.0), memory=900.0, temp=3e9),
+  ]
+  cells[0].update(vs_reference=0.7, memory_vs_reference=1.5)
+  return {
+    "command": ["launch/benchmark.py", "--models=ti16_224"],
+    "started": "2026-12-04T12:00:00+00:00",
+    "device": {"chip": "cpu", "backend": "cpu", "jax": "0.10.2", "peak_memory_source": "process peak RSS"},
+    "bench": {"steps": 3, "rounds": 2, "cells": cells, "reference": {"ti16_224": {"status": "ok", "notes": []}}},
+  }
+
+
+def test_speed_rows_compare_cells_that_differ_in_one_setting():
+  measured = {m["row"].setting: m for m in buys.measure_speed(_speed_report())}
+  assert set(measured) == {"attention", "remat", "layout"}  # no cuDNN cell: no cuDNN row
+  flash = measured["attention"]
+  assert flash["speed_rounds"] == pytest.approx([1.05, 118 / 120]) and flash["verdict"] == buys.NOT_HERE
+  assert flash["peak_memory"] == pytest.approx(1000 / 1100)
+  remat = measured["remat"]
+  assert remat["activation_memory"] == 0.25 and remat["verdict"] == buys.CONFIRMED  # the memory claim holds
+  assert remat["speed"] == pytest.approx((100 / 130 + 120 / 150) / 2)
+  layout = measured["layout"]
+  assert layout["verdict"] == buys.CONFIRMED and layout["speed_rounds"] == pytest.approx([100 / 70, 120 / 80])
+  slower = buys.SpeedRow("x", "2x", "attention", "xla", "einsum", speed=2.0)
+  assert buys.speed_verdict(slower, [0.9, 0.95], None) == buys.CONTRADICTED
+  assert buys.speed_verdict(slower, [2.1, 2.5], None) == buys.CONFIRMED
+  assert buys.speed_verdict(slower, [1.5, 2.5], None) == buys.NOT_HERE
+
+
+def test_the_page_has_a_speed_section_per_report(tmp_path):
+  from hjepa_jax import jsonfile  # pylint: disable=g-import-not-at-top
+
+  records = [_record("base", s, 0.4, 0.45) for s in range(2)]
+  page, _ = buys.render(records, "base", speed=[(_speed_report(), "speed/benchmark.json")])
+  assert "## Speed and memory: cpu (cpu, jax 0.10.2), 2026-12-04" in page
+  assert "| Gradient checkpointing | `remat=nothing_saveable` vs `none`; ti16_224, float32, attention xla, " in page
+  assert "| 0.25x | confirmed |" in page and "| 1.46x [1.43, 1.50] |" in page
+  assert "| ti16_224, float32, attention xla, remat none, layout per_block | 0.70x | 1.50x | nothing |" in page
+  without, _ = buys.render(records, "base")
+  assert "Gradient checkpointing (the guide: 2x batch size" in without and "no step benchmark given" in without
+  scores, report = tmp_path / "scores", tmp_path / "speed" / "benchmark.json"
+  for rec in records:
+    jsonfile.write(str(scores / rec["variant"] / f"seed{rec['seed']}.json"), rec)
+  jsonfile.write(str(report), _speed_report())
+  out = tmp_path / "buys.md"
+  cmd = [sys.executable, os.path.join(ROOT, "launch", "buys.py"), f"--scores_dir={scores}", f"--out={out}"]
+  proc = subprocess.run([*cmd, f"--speed={report}"], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert f"--speed={report}" in out.read_text() and "## Speed and memory" in out.read_text()
+  assert {r["verdict"] for r in jsonfile.read(str(tmp_path / "buys.json"))["speed"]} == {
+    "not at this scale",
+    "confirmed",
+  }
+  proc = subprocess.run([*cmd, f"--speed={scores}/base/seed0.json"], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1 and "not a step benchmark's benchmark.json" in proc.stderr + proc.stdout
+
+
+# The committed page's inputs: the guide rows' paired scores and the CPU step benchmark's report.
+PAGE_SPEED = "docs/runs/speed_cpu/benchmark.json"
+
+
 def test_the_committed_page_is_what_the_committed_scores_render():
   """docs/switch_buys.md is generated: editing it by hand, or committing scores without re-rendering, fails here."""
-  from hjepa_jax import paired  # pylint: disable=g-import-not-at-top
+  from hjepa_jax import jsonfile, paired  # pylint: disable=g-import-not-at-top
 
   scores = os.path.join(ROOT, "docs", "runs", "switches_cpu")
   _, seeds = paired.discover(None, scores)
   records = paired.load_records(buys.guide_variants("pooled"), seeds, None, scores)
   command = "python launch/buys.py --scores_dir=docs/runs/switches_cpu --base=pooled --out=docs/switch_buys.md"
-  page, _ = buys.render(records, "pooled", "`docs/runs/switches_cpu`", command)
+  speed = []
+  if os.path.exists(os.path.join(ROOT, PAGE_SPEED)):
+    command += f" --speed={PAGE_SPEED}"
+    speed = [(jsonfile.read(os.path.join(ROOT, PAGE_SPEED)), PAGE_SPEED)]
+  page, _ = buys.render(records, "pooled", "`docs/runs/switches_cpu`", command, speed=speed)
   with open(os.path.join(ROOT, "docs", "switch_buys.md")) as f:
     assert f.read() == page, f"docs/switch_buys.md is stale: rebuild it with `{command}`"
