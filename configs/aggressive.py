@@ -26,6 +26,11 @@ The FPN adds top-down per-level corrections to the predictions; the contrastive 
 between two augmented views of each image (the pipeline then delivers both). Multi-crop stays off
 as in the seed guide (deferred there); turn it on with --config.data.multicrop.num_local=4.
 Drop a phase-3 feature with --config.model.fpn.enabled=False or --config.loss.contrastive.weight=0.
+
+What its switches buy, measured with intervals: docs/switch_buys.md, the rows "LayerScale", "DeiT III
+augmentation (light)", "Feature Pyramid Network", "Contrastive component", "Flash attention (XLA's fused
+path)" and "Gradient checkpointing" (tests/test_buys.py keeps this list equal to the switches this config
+turns on).
 """
 
 from hjepa_jax.config import base_config, parse_arg

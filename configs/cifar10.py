@@ -34,6 +34,10 @@ Measured (BENCHMARKS.md, the whole train split as the k-NN bank, whole test spli
   every feature kind, so on this recipe the pooled levels add nothing measurable.
 - The accelerator config on an H200 (101 epochs of a 22k subset, 138 s): k-NN@20 0.592 against 0.325 at init.
 The public point to beat: I-JEPA ViT-Ti/4, 30 epochs on CIFAR-10, k-NN@20 41.1% (29.6% at init).
+
+`:cpu,epochs=4` is the base of the seed guide's table, docs/switch_buys.md; of its rows this config turns on
+"Flash attention (XLA's fused path)" and "Predictor layout: joint instead of per_block" (tests/test_buys.py
+keeps this list equal to the switches it turns on).
 """
 
 from hjepa_jax.config import base_config, parse_arg

@@ -26,6 +26,9 @@ floor(0.9 x 28,800 s x 4.16 TFLOP/s / 2.30 PFLOP) = 46 epochs, predicted 7.1 h; 
 The run's own start-up check (time_budget_hours, set to the budget) warns if the night is slower.
 Our own measurements are in BENCHMARKS.md. Fallbacks are one override each, see README "Fallback
 plans". Variants: `:model=Ti/16`, `:local`, `:budget=8h`.
+
+What its switches buy, measured with intervals: docs/switch_buys.md, the rows "LayerScale" and "Flash
+attention (XLA's fused path)" (tests/test_buys.py keeps this list equal to the switches this config turns on).
 """
 
 from hjepa_jax.config import base_config, parse_arg

@@ -66,7 +66,7 @@ GUIDE_ROWS = (
     "multicrop",
     "Multi-crop (2 local views)",
     # 16 px local crops of the 32 px images: about the guide's 96 of 224.
-    {"loss.contrastive.weight": 0.1, "data.multicrop.num_local": 2, "data.multicrop.local_size": 16},
+    {"data.multicrop.num_local": 2, "data.multicrop.local_size": 16, "loss.contrastive.weight": 0.1},
     "+2-4% accuracy",
     claim_points=(2.0, 4.0),
     against="contrastive",
@@ -128,6 +128,34 @@ SPEED_ROWS = (
   ),
 )
 SETTINGS = ("model", "dtype", "attention", "remat", "layout")
+# What turns each speed row's feature on in a config.
+SPEED_SWITCHES = {
+  ("attention", "xla"): lambda c: c.model.fused_attention and c.model.attention_impl != "cudnn",
+  ("attention", "cudnn"): lambda c: c.model.fused_attention and c.model.attention_impl == "cudnn",
+  ("remat", "nothing_saveable"): lambda c: c.model.remat != "none",
+  ("layout", "joint"): lambda c: c.model.predictor.layout == "joint",
+}
+
+
+def config_rows(cfg):
+  """The page's rows whose feature `cfg` turns on: a guide row when its first (defining) override differs from
+  the schema's default, a speed row by SPEED_SWITCHES. The seed configs' docstrings cite these (tested)."""
+  from hjepa_jax.config import base_config  # pylint: disable=g-import-not-at-top  (ml_collections)
+
+  base = base_config()
+  rows = []
+  for row in GUIDE_ROWS:
+    key = next(iter(row.overrides))
+    if row.expect == GAIN and _get(cfg, key) != _get(base, key):
+      rows.append(row.feature)
+  rows += [r.feature for r in SPEED_ROWS if SPEED_SWITCHES[(r.setting, r.value)](cfg)]
+  return rows
+
+
+def _get(cfg, dotted):
+  for part in dotted.split("."):
+    cfg = cfg[part]
+  return cfg
 
 
 def _budget(budget):

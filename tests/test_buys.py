@@ -1,5 +1,6 @@
 """buys: the seed guide's feature rows, their verdict rules and the generated "What each switch buys" page."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -180,6 +181,16 @@ def test_the_page_has_a_speed_section_per_report(tmp_path):
   }
   proc = subprocess.run([*cmd, f"--speed={scores}/base/seed0.json"], capture_output=True, text=True, timeout=120)
   assert proc.returncode == 1 and "not a step benchmark's benchmark.json" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("config", ["conservative", "aggressive", "cifar10"])
+def test_seed_configs_cite_the_rows_of_the_switches_they_turn_on(config):
+  path = os.path.join(ROOT, "configs", f"{config}.py")
+  with open(path) as f:
+    docstring = " ".join(ast.get_docstring(ast.parse(f.read())).split())
+  assert "docs/switch_buys.md" in docstring
+  cited = {r.feature for r in buys.GUIDE_ROWS + buys.SPEED_ROWS if f'"{r.feature}"' in docstring}
+  assert cited == set(buys.config_rows(config_lib.load_config(path))), f"configs/{config}.py cites other rows"
 
 
 # The committed page's inputs: the guide rows' paired scores and the CPU step benchmark's report.
