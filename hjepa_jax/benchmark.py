@@ -290,7 +290,7 @@ def reference_args(cfg):
   if p.num_heads != dims["num_heads"]:
     notes.append(f"our predictor has {p.num_heads} heads (the reference's: the encoder's {dims['num_heads']})")
   on = [k for k in ("layerscale", "rope") if cfg.model[k]] + (["fpn"] if cfg.model.fpn.enabled else [])
-  on += [f"loss.{k}" for k in ("contrastive", "vicreg") if cfg.loss[k].weight]
+  on += [f"loss.{k}" for k in ("contrastive", "vicreg", "sigreg") if cfg.loss[k].weight]
   if on:
     notes.append(f"ours has {', '.join(on)} on (the reference: off)")
   masks = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in cfg.mask.items() if k in REFERENCE_MASKS}

@@ -123,6 +123,11 @@ def base_config() -> ml_collections.ConfigDict:
     dict(weight=0.0, invariance=25.0, variance=25.0, covariance=1.0, on_predictions=False)
   )
 
+  # SIGReg (LeJEPA) on the context encoder's mean token of each image: pushes the features the probes read
+  # towards an isotropic Gaussian along num_slices random directions a step (Epps-Pulley statistic, num_points
+  # nodes on [0, t_max]); weight 0 disables. No second view needed.
+  c.loss.sigreg = ml_collections.ConfigDict(dict(weight=0.0, num_slices=256, num_points=17, t_max=3.0))
+
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1.5e-4
   c.optim.start_lr = 0.0

@@ -24,7 +24,7 @@ from hjepa_jax.model.predictor import LAYOUTS
 from hjepa_jax.model.vit import ATTENTION_IMPLS, DTYPES, REMAT_POLICIES, VARIANTS, parse_variant
 from hjepa_jax.optim import EMA_SCHEDULES, OptimSpec
 from hjepa_jax.report import CRITERIA
-from hjepa_jax.train_step import StepSpec, ViewLosses
+from hjepa_jax.train_step import SigReg, StepSpec, ViewLosses
 
 MAX_HIERARCHIES = 4
 EVAL_ENCODERS = ("target", "online", "init")
@@ -282,6 +282,16 @@ def view_losses(cfg) -> ViewLosses:
   )
 
 
+def sigreg_spec(cfg) -> SigReg:
+  """SigReg from `loss.sigreg`; its shape keys are checked even while it is off, so a typo fails either way."""
+  sr = cfg.loss.sigreg
+  require(sr.weight >= 0, "loss.sigreg.weight", f"must be >= 0, got {sr.weight}")
+  require(sr.num_slices >= 1, "loss.sigreg.num_slices", f"must be >= 1, got {sr.num_slices}")
+  require(sr.num_points >= 3, "loss.sigreg.num_points", f"must be >= 3 (trapezoid nodes), got {sr.num_points}")
+  require(sr.t_max > 0, "loss.sigreg.t_max", f"must be > 0, got {sr.t_max}")
+  return SigReg(weight=sr.weight, num_slices=sr.num_slices, num_points=sr.num_points, t_max=sr.t_max)
+
+
 def optim_spec(cfg, total_steps, warmup_steps) -> OptimSpec:
   """OptimSpec from `config.optim` and `config.ema` for a run of `total_steps` updates."""
   o, ema = cfg.optim, cfg.ema
@@ -413,6 +423,7 @@ def step_spec(cfg, total_steps, warmup_steps) -> StepSpec:
     loss_type=cfg.loss.type,
     grad_accum_steps=accum,
     views=views,
+    sigreg=sigreg_spec(cfg),
   )
 
 

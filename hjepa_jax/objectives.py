@@ -1,9 +1,10 @@
-"""View-level objectives added on top of the H-JEPA regression: C-JEPA contrastive and VICReg.
+"""Objectives added on top of the H-JEPA regression: C-JEPA contrastive and VICReg between views, and SIGReg.
 
 Both take views (V, B, D): V >= 2 embeddings of the same B images, row b of every view is image b.
 Views 0..num_global-1 are global crops; the rest are local crops that are only ever compared with
 a global one (DINO / multi-crop convention), so a local-local pair never contributes. Everything
 is computed in float32 so bfloat16 encoders do not lose the small logit / variance differences.
+SIGReg (LeJEPA) needs no second view: it reads one embedding per image (`sigreg`).
 """
 
 import itertools
@@ -96,3 +97,32 @@ def vicreg_loss(terms, invariance_coeff, variance_coeff, covariance_coeff):
   return (
     invariance_coeff * terms["invariance"] + variance_coeff * terms["variance"] + covariance_coeff * terms["covariance"]
   )
+
+
+def random_directions(rng, dim, num):
+  """`num` random unit vectors in R^dim as the columns of a (dim, num) float32 matrix."""
+  a = jax.random.normal(rng, (dim, num), jnp.float32)
+  return a / jnp.linalg.norm(a, axis=0, keepdims=True)
+
+
+def sigreg(z, directions, num_points=17, t_max=3.0):
+  """SIGReg (LeJEPA, Balestriero & LeCun 2025): how far embeddings z (N, D) are from an isotropic standard Gaussian.
+
+  Cramer-Wold: a distribution is N(0, I) when every 1-D projection is N(0, 1), so the test runs along the
+  columns of `directions` (D, M; drawn afresh each step). Per direction, the Epps-Pulley statistic
+  N * integral over t of |phi_N(t) - exp(-t^2/2)|^2 exp(-t^2/2): the squared distance between the empirical
+  characteristic function of the N projected values and the Gaussian's, weighted by the Gaussian's. The
+  integrand is even in t, so twice the trapezoid rule on [0, t_max] with `num_points` nodes. Smooth and
+  bounded (cos and sin of the samples), so its gradient cannot blow up as moments-based tests' can. The
+  mean over directions; 0 for a perfect N(0, I) sample of infinite size.
+  """
+  z = jnp.asarray(z, jnp.float32)
+  proj = z @ directions  # (N, M)
+  t = jnp.linspace(0.0, t_max, num_points)
+  tp = t[:, None, None] * proj[None]  # (K, N, M)
+  real, imag = jnp.cos(tp).mean(1), jnp.sin(tp).mean(1)  # the empirical characteristic function, (K, M)
+  gauss = jnp.exp(-0.5 * jnp.square(t))[:, None]
+  integrand = (jnp.square(real - gauss) + jnp.square(imag)) * gauss
+  dt = t_max / (num_points - 1)
+  trapezoid = dt * (integrand.sum(0) - 0.5 * (integrand[0] + integrand[-1]))
+  return (2.0 * z.shape[0] * trapezoid).mean()

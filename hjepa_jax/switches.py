@@ -27,6 +27,7 @@ SWITCHES = {
   "loss.contrastive.weight": ("changes", {"loss.contrastive.weight": 0.5}),
   "loss.vicreg.weight": ("changes", {"loss.vicreg.weight": 0.05}),
   "loss.vicreg.on_predictions": ("changes", {"loss.vicreg.weight": 0.05, "loss.vicreg.on_predictions": True}),
+  "loss.sigreg.weight": ("changes", {"loss.sigreg.weight": 0.05}),
   "data.multicrop.num_local": ("changes", {"loss.contrastive.weight": 0.5, "data.multicrop.num_local": 2}),
   "optim.grad_accum_steps": (
     "exact",
@@ -50,6 +51,7 @@ KNOBS = frozenset(
     "loss.hierarchy",
     "loss.contrastive.weight",
     "loss.vicreg.weight",
+    "loss.sigreg.weight",
     "data.multicrop.num_local",
     "optim.grad_accum_steps",
     "data.deit3_strength",

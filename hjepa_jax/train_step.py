@@ -55,6 +55,16 @@ class ViewLosses:
 
 
 @dataclasses.dataclass(frozen=True)
+class SigReg:
+  """SIGReg on the context encoder's mean token per image (objectives.sigreg); a weight of 0 turns it off."""
+
+  weight: float
+  num_slices: int
+  num_points: int
+  t_max: float
+
+
+@dataclasses.dataclass(frozen=True)
 class StepSpec:
   """Static description of one update (everything but arrays); experiment.step_spec builds and checks it."""
 
@@ -65,6 +75,7 @@ class StepSpec:
   loss_type: str
   grad_accum_steps: int
   views: ViewLosses
+  sigreg: SigReg
 
 
 def init_state(model: HJEPA, optimizer, rng):
@@ -88,8 +99,8 @@ def loss_fn(spec: StepSpec, params, target_params, images, masks, views=None):
   full, target_aux = model.encode(target_params, images)  # target encoder sees the whole image
   full = jax.lax.stop_gradient(full)
   full_ln = losses.layer_norm(full)
-  level_masks = masks.get("levels", ())
-  masks = {k: v for k, v in masks.items() if k != "levels"}
+  level_masks, directions = masks.get("levels", ()), masks.get("sigreg_directions")
+  masks = {k: v for k, v in masks.items() if k not in ("levels", "sigreg_directions")}
   pred, ctx, ctx_aux = model.predict(params, images, masks)
   levels = levels_lib.level_terms(h, model, params, images, masks, level_masks, pred, ctx_aux, full_ln, target_aux)
   refine = None if model.fpn is None else (lambda preds: model.refine_levels(params, preds, masks["target_idx"]))
@@ -106,6 +117,12 @@ def loss_fn(spec: StepSpec, params, target_params, images, masks, views=None):
     aux["pos_floor_levels"] = jnp.stack(floors).mean(1)
   loss = total.mean()
   aux["jepa_loss"] = loss
+  if spec.sigreg.weight > 0:
+    sr = spec.sigreg
+    aux["sigreg_loss"] = objectives.sigreg(
+      masked_mean(ctx, masks["context_valid"]), directions, sr.num_points, sr.t_max
+    )
+    loss = loss + sr.weight * aux["sigreg_loss"]
   if spec.views.enabled:
     view_loss, view_aux = _view_losses(spec, params, ctx, masks, pred, views)
     loss = loss + view_loss
@@ -152,6 +169,9 @@ def step_inputs(spec: StepSpec, batch, rng):
   masks = masks_lib.sample_masks(rng, images.shape[0], spec.masks)
   if spec.hierarchy.level_masks:  # the multiscale design's own target blocks per level
     masks["levels"] = levels_lib.sample_level_masks(spec.hierarchy, rng, images.shape[0])
+  if spec.sigreg.weight > 0:  # SIGReg's random directions, drawn afresh each step
+    width, num = spec.model.encoder.width, spec.sigreg.num_slices
+    masks["sigreg_directions"] = objectives.random_directions(jax.random.fold_in(rng, 2), width, num)
   views = None
   if spec.views.enabled:
     views = {
@@ -181,8 +201,10 @@ def _micro_batches(tree, k):
 # optax >= 0.2.6 has optax.tree.norm and deprecates global_norm; 0.2.5 (jax-metal profile) has only the latter.
 _global_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
 
-VIEW_METRICS = (
+# The loss terms' own metrics, logged when their term is on.
+LOSS_METRICS = (
   "jepa_loss",
+  "sigreg_loss",
   "contrastive_loss",
   "contrastive_acc",
   "vicreg_loss",
@@ -286,7 +308,7 @@ def make_train_step(spec: StepSpec, optimizer, histogram_every=0):
       floor = aux["pos_floor_levels"]
       metrics["pos_floor"] = jnp.dot(jnp.asarray(weights, floor.dtype), floor)
       metrics.update({f"pos_floor_level_{i}": floor[i] for i in range(len(weights))})
-    for name in VIEW_METRICS:
+    for name in LOSS_METRICS:
       if name in aux:
         metrics[name] = aux[name]
     if histogram_every:

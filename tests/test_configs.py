@@ -75,6 +75,8 @@ def test_a_misspelt_key_fails_with_a_suggestion():
     ("model.dtype", "float64", "dtype"),
     ("optim.grad_accum_steps", 0, "grad_accum_steps"),
     ("model.layerscale_init", "big", "model.layerscale_init"),
+    ("loss.sigreg.weight", -0.1, "loss.sigreg.weight"),
+    ("loss.sigreg.num_points", 2, "loss.sigreg.num_points"),
   ],
 )
 def test_bad_values_fail_naming_the_key(key, value, fragment):

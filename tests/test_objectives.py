@@ -1,4 +1,4 @@
-"""View-level objectives: NT-Xent values at known optima / chance, VICReg terms, pairing of views."""
+"""Objectives: NT-Xent values at known optima / chance, VICReg terms, pairing of views, SIGReg on known samples."""
 
 import math
 
@@ -13,6 +13,7 @@ from hjepa_jax import objectives
 info_nce = jax.jit(objectives.info_nce, static_argnames="num_global")
 vicreg_terms = jax.jit(objectives.vicreg_terms, static_argnames="num_global")
 variance_covariance = jax.jit(objectives.variance_covariance)
+sigreg = jax.jit(objectives.sigreg)
 
 
 def hadamard_columns(n, d):
@@ -126,3 +127,21 @@ def test_gradients_finite_and_jit():
   value, grad = jax.jit(jax.value_and_grad(total))(views)
   assert np.isfinite(float(value)) and bool(np.isfinite(np.asarray(grad)).all())
   assert float(np.abs(np.asarray(grad)).sum()) > 0
+
+
+def test_sigreg_is_near_zero_for_a_gaussian_and_grows_with_the_batch_otherwise():
+  directions = objectives.random_directions(jax.random.PRNGKey(1), 16, 64)
+  np.testing.assert_allclose(np.linalg.norm(np.asarray(directions), axis=0), 1.0, rtol=1e-5)
+  for n in (128, 1024):
+    z = jax.random.normal(jax.random.PRNGKey(0), (n, 16))
+    gaussian = float(sigreg(z, directions))
+    assert 0 <= gaussian < 2.0  # the statistic of a true N(0, I) sample does not grow with N
+    for other in (3.0 * z, 0.3 * z, z + 2.0, jnp.zeros_like(z)):  # too wide, too narrow, shifted, collapsed
+      assert float(sigreg(other, directions)) > 20 * gaussian * n / 128
+
+
+def test_sigreg_pulls_the_scale_towards_one():
+  z = jax.random.normal(jax.random.PRNGKey(0), (512, 16))
+  directions = objectives.random_directions(jax.random.PRNGKey(1), 16, 64)
+  grad = jax.grad(lambda s: sigreg(s * z, directions))
+  assert float(grad(3.0)) > 0 > float(grad(0.3))  # gradient descent shrinks a wide sample, widens a narrow one

@@ -26,7 +26,7 @@ from hjepa_jax.config import ConfigError
 from hjepa_jax.optim import make_optimizer
 from hjepa_jax.platform import Platform
 from hjepa_jax.switches import KNOBS, SWITCHES, flip_overrides
-from hjepa_jax.train_step import VIEW_METRICS, batch_loss, init_state, make_train_step
+from hjepa_jax.train_step import LOSS_METRICS, batch_loss, init_state, make_train_step
 from tests._core import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,9 +127,10 @@ def test_flipping_changes_the_computation(key, base):
     assert abs(first - base_first) > 1e-6 * max(1.0, abs(base_first)), f"{key}: loss unchanged ({first})"
 
 
-def test_view_losses_report_their_metrics():
-  _, m = _train({"loss.contrastive.weight": 0.5, "loss.vicreg.weight": 0.05, "data.multicrop.num_local": 2}, 1)
-  for name in VIEW_METRICS:
+def test_added_losses_report_their_metrics():
+  on = {"loss.contrastive.weight": 0.5, "loss.vicreg.weight": 0.05, "data.multicrop.num_local": 2}
+  _, m = _train({**on, "loss.sigreg.weight": 0.05}, 1)
+  for name in LOSS_METRICS:
     assert np.isfinite(m[name]), name
   assert 0.0 <= m["contrastive_acc"] <= 1.0
   assert m["loss"] > m["jepa_loss"]
