@@ -72,6 +72,13 @@ GUIDE_ROWS = (
     against="contrastive",
   ),
   Row("rope", "RoPE", {"model.rope": True}, "+0.5-1.5%", claim_points=(0.5, 1.5)),
+  # Past the guide, where the public anchors point (LeJEPA): no claim of the guide's to test, the interval alone.
+  Row(
+    "sigreg",
+    "SIGReg (LeJEPA; not in the guide)",
+    {"loss.sigreg.weight": 0.02},
+    "(not in the guide) an isotropic-Gaussian regulariser of the features",
+  ),
   Row(
     "per_block",
     "Predictor layout: per_block (I-JEPA's) instead of joint",
