@@ -300,10 +300,14 @@ def run_reference(out, model, ref, dtype, steps, warmup, tag="", log=print):
   env = {**os.environ, "IJEPA_SRC": _REFERENCE_SRC.value or ""}
   log_path = os.path.join(out, "cells", f"reference_{model}{tag}.log")
   start = time.perf_counter()
-  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=_CELL_TIMEOUT.value, check=False)
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=_CELL_TIMEOUT.value, check=False)
+    output = proc.stdout if proc.returncode == 0 else proc.stdout + proc.stderr
+  except (OSError, subprocess.TimeoutExpired) as e:  # recorded like a failed cell; the rest still runs
+    output = f"{type(e).__name__}: {e}"
   with open(log_path, "w") as f:
-    f.write(proc.stdout + proc.stderr)
-  result = bench.parse_reference_output(proc.stdout if proc.returncode == 0 else proc.stdout + proc.stderr)
+    f.write(output)
+  result = bench.parse_reference_output(output)
   result.update(args=args, notes=ref["notes"], command=cmd, wall_s=time.perf_counter() - start)
   log(
     f"  reference {model}{tag}: "

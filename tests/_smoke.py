@@ -86,7 +86,8 @@ BENCH_TRAIN_CONFIG = (
   "configs/smoke.py:dataset=cifar10_local" if os.environ.get("HJEPA_CIFAR10_DIR") else "configs/smoke.py"
 )
 BENCH_FLAGS = [BENCHMARK, "--tiny", f"--train_config={BENCH_TRAIN_CONFIG}", "--out={workdir}"]
-BENCH_NO_TF_FLAGS = [BENCHMARK, "--tiny", "--skip_train", "--out={workdir}"]
+# ... in two interleaved rounds, with a reference step that cannot run the tiny model (the reason is reported)
+BENCH_NO_TF_FLAGS = [BENCHMARK, "--tiny", "--skip_train", "--rounds=2", f"--reference={BENCHMARK}", "--out={workdir}"]
 # A launch/ tool on a copy of the smoke run (tests/_on_smoke_copy.py): append the tool and its flags.
 ON_SMOKE_COPY = (os.path.join(ROOT, "tests", "_on_smoke_copy.py"), "{runs}/smoke", "{workdir}")
 BACKGROUND = {

@@ -69,6 +69,9 @@ def test_micro_benchmark_runs_without_tensorflow(benchmark_runs, tmp_path):
   assert "train" not in report
   assert [c["status"] for c in report["bench"]["cells"]] == ["ok", "ok"]
   assert not any(c["tensorflow_imported"] for c in report["bench"]["cells"])
+  assert all(len(c["rounds"]["step_ms"]) == 2 for c in report["bench"]["cells"])  # --rounds=2: medians of both
+  tiny = report["bench"]["reference"]["tiny"]
+  assert tiny["status"] == "skipped" and "no ViT 32 wide" in tiny["reason"]
   script = tmp_path / "child.py"  # the blocker holds in processes the script starts
   script.write_text(
     "import subprocess, sys\nsys.exit(subprocess.run([sys.executable, '-c', 'import tensorflow']).returncode)"
