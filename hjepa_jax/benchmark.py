@@ -136,8 +136,12 @@ def plan_cells(models, dtypes, attentions, remats, layouts=(None,), one_at_a_tim
   return cells
 
 
+# What a cell sets besides its model, in plan order (hjepa_jax.buys compares cells that differ in one of them).
+CELL_SETTINGS = ("dtype", "attention", "remat", "layout")
+
+
 def _settings(cell):
-  return cell["dtype"], cell["attention"], cell["remat"], cell.get("layout")
+  return tuple(cell.get(k) for k in CELL_SETTINGS)
 
 
 def cell_config(cell, overrides):

@@ -17,13 +17,14 @@ A verdict is read from the interval of each headline metric:
   0, **contradicted** when it excludes 0 (the setting changes quality, either way);
 - **pending** below two paired seeds.
 
-Plain Python: the records come from `paired`, no jax, no TensorFlow.
+Plain Python: the records come from `paired`, the cell settings from `benchmark`; no jax, no TensorFlow.
 """
 
 import dataclasses
 import statistics
 
 from hjepa_jax import paired
+from hjepa_jax.benchmark import CELL_SETTINGS
 
 GAIN, NO_COST = "gain", "no_cost"
 CONFIRMED, CONTRADICTED, NOT_HERE, PENDING = "confirmed", "contradicted", "not at this scale", "pending"
@@ -134,7 +135,7 @@ SPEED_ROWS = (
     "per_block",
   ),
 )
-SETTINGS = ("model", "dtype", "attention", "remat", "layout")
+SETTINGS = ("model", *CELL_SETTINGS)
 # What turns each speed row's feature on in a config.
 SPEED_SWITCHES = {
   ("attention", "xla"): lambda c: c.model.fused_attention and c.model.attention_impl != "cudnn",
@@ -362,7 +363,7 @@ def measure_speed(report, rows=SPEED_ROWS):
 
 def _context(cell, setting=None):
   """A cell's model and settings, without the one a row varies."""
-  parts = [f"{k} {cell[k]}" for k in ("attention", "remat", "layout") if cell.get(k) and k != setting]
+  parts = [f"{k} {cell[k]}" for k in CELL_SETTINGS[1:] if cell.get(k) and k != setting]
   return ", ".join([cell["model"], cell["dtype"], *parts])
 
 
