@@ -4,11 +4,12 @@ Cells: every model x compute dtype x attention path x remat policy, each the H-J
 overrides builds it (hjepa_jax.experiment), measured by hjepa_jax.stepbench in a process of its own. MFU uses the
 model FLOPs (XLA's count of the einsum or XLA-attention step without remat, before its passes: the same work
 whatever the attention kernel or remat policy) over the chip's dense peak (hjepa_jax.devices).
-A CIFAR-10 subset travels as one compressed .npz (`pack_cifar10`) and is unpacked as the python-pickle layout
-that hjepa_jax.data.sources reads (`unpack_cifar10`). No TensorFlow or jax import at module level.
+A CIFAR-10 subset travels as one or more .npz files of lossless WebP mosaics (`pack_cifar10`) and is unpacked as
+the python-pickle layout that hjepa_jax.data.sources reads (`unpack_cifar10`). No TensorFlow or jax import at module level.
 """
 
 import ast
+import io
 import json
 import math
 import os
@@ -184,8 +185,13 @@ def add_mfu(cells):
     if cell.get("status") == "ok" and cell["attention"] == "einsum":
       einsum_ms[(cell["model"], cell["dtype"], cell["remat"], cell.get("layout"))] = cell["step_ms"]
     ok = cell.get("status") == "ok" and cell["remat"] == "none" and cell["attention"] != "cudnn"
-    if ok and cell.get("flops_lowered"):
-      flops.setdefault(_work(cell), {"flops": cell["flops_lowered"], "from": cell_name(cell)})
+    # Where the backend has no cost model of the lowered step (jax 0.11's CUDA plugin), the compiled one of the
+    # same cell: without remat or a cuDNN custom call it is the same work, give or take XLA's rewrites.
+    count, basis = cell.get("flops_lowered"), "lowered"
+    if not count:
+      count, basis = cell.get("flops_per_step"), "compiled"
+    if ok and count:
+      flops.setdefault(_work(cell), {"flops": count, "from": cell_name(cell), "count": basis})
   for cell in cells:
     if cell.get("status") != "ok":
       continue
@@ -350,31 +356,106 @@ def add_reference_ratios(cells, references):
 # ---------------------------------------------------------------------------------------------
 
 
-def pack_cifar10(path, source_dir, n_train, n_test, seed=0):
-  """Writes a seeded random subset of a cifar-10-batches-py folder to `path` (.npz, row-delta coded)."""
+# Images per lossless WebP mosaic (rows x columns of 32 px images: 640 x 800 px, inside WebP's 16,383 px limit).
+# Lossless WebP keeps 0.55 of CIFAR-10's raw size, against 0.78 for zlib over row differences and 0.70 for PNG.
+MOSAIC = (20, 25)
+
+
+def parse_part(text):
+  """'I/N' -> (I, N), 1 <= I <= N: which of N equal slices of the chosen images a pack file holds."""
+  try:
+    i, n = (int(x) for x in text.split("/"))
+  except ValueError:
+    i = n = 0
+  if not 1 <= i <= n:
+    raise ValueError(f"pack part {text!r}: expected I/N with 1 <= I <= N, e.g. 1/2")
+  return i, n
+
+
+def _encode_mosaics(images):
+  """uint8 (N, H, W, 3) -> [lossless WebP bytes as uint8 arrays], MOSAIC images each (the last zero-padded)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  rows, cols = MOSAIC
+  per, (h, w) = rows * cols, images.shape[1:3]
+  mosaics = []
+  for start in range(0, len(images), per):
+    chunk = images[start : start + per]
+    chunk = np.concatenate([chunk, np.zeros((per - len(chunk), *chunk.shape[1:]), np.uint8)])
+    grid = chunk.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, 3)
+    buf = io.BytesIO()
+    Image.fromarray(grid).save(buf, "WEBP", lossless=True, quality=100, method=4)
+    mosaics.append(np.frombuffer(buf.getvalue(), np.uint8))
+  return mosaics
+
+
+def _decode_mosaics(mosaics, count, size):
+  """The inverse of _encode_mosaics: the first `count` images of the mosaics."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  rows, cols = MOSAIC
+  h, w = size
+  grids = [np.asarray(Image.open(io.BytesIO(m.tobytes())).convert("RGB")) for m in mosaics]
+  images = [g.reshape(rows, h, cols, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * cols, h, w, 3) for g in grids]
+  return np.concatenate(images)[:count] if images else np.zeros((0, h, w, 3), np.uint8)
+
+
+def pack_cifar10(path, source_dir, n_train, n_test, seed=0, part=(1, 1)):
+  """Writes a seeded random subset of a cifar-10-batches-py folder to `path` (.npz of lossless WebP mosaics).
+
+  `part=(I, N)` keeps the I-th of N equal slices of each split's subset, so a set over the carry limit travels
+  as N files (each under it) that `unpack_cifar10` joins; a count of 0 leaves that split out of the file."""
   from hjepa_jax.data.sources import load_cifar10  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
 
-  arrays = {}
+  i, n_parts = part
+  arrays, sizes = {}, {}
   for split, n in (("train", n_train), ("test", n_test)):
+    if n <= 0:
+      continue
     images, labels = load_cifar10(Path(source_dir), split)
     idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
-    # Differences along each row: zlib keeps 0.78 of the raw size (0.92 for the pixels themselves).
-    arrays[f"{split}_images"] = np.diff(images[idx], axis=2, prepend=np.uint8(0))
+    idx = np.array_split(idx, n_parts)[i - 1]
+    for k, mosaic in enumerate(_encode_mosaics(images[idx])):
+      arrays[f"{split}_mosaic_{k:05d}"] = mosaic
     arrays[f"{split}_labels"] = labels[idx].astype(np.uint8)
+    arrays[f"{split}_size"] = np.array(images.shape[1:3])
+    sizes[split] = len(idx)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  np.savez_compressed(path, **arrays)
-  return {split: len(arrays[f"{split}_labels"]) for split in ("train", "test")}
+  np.savez(path, **arrays)  # WebP is compressed already
+  return sizes
 
 
-def unpack_cifar10(path, dest):
-  """A --pack file as a cifar-10-batches-py folder at `dest`: data_batch_1..5 share the train images."""
-  os.makedirs(dest, exist_ok=True)
+def _read_pack(path):
+  """{split: (images, labels)} of one pack file."""
+  splits = {}
   with np.load(path) as packed:
-    splits = {
-      s: (np.cumsum(packed[f"{s}_images"], axis=2, dtype=np.uint8), packed[f"{s}_labels"]) for s in ("train", "test")
-    }
-  parts = np.array_split(np.arange(len(splits["train"][1])), 5)
-  files = [(f"data_batch_{i + 1}", "train", part) for i, part in enumerate(parts)]
+    for split in ("train", "test"):
+      if f"{split}_labels" not in packed:
+        continue
+      labels = packed[f"{split}_labels"]
+      mosaics = [packed[k] for k in sorted(k for k in packed.files if k.startswith(f"{split}_mosaic_"))]
+      splits[split] = (_decode_mosaics(mosaics, len(labels), tuple(packed[f"{split}_size"])), labels)
+  return splits
+
+
+def unpack_cifar10(paths, dest):
+  """--pack files (one path or several, joined in order) as a cifar-10-batches-py folder at `dest`.
+
+  data_batch_1..5 share the train images, test_batch holds the test images; both splits must be present."""
+  paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+  parts = [_read_pack(p) for p in paths]
+  splits = {}
+  for split in ("train", "test"):
+    have = [p[split] for p in parts if split in p]
+    if not have:
+      raise ValueError(
+        f"the packs {[str(p) for p in paths]} hold no {split} images: add the pack file that has them"
+        f" (launch/benchmark.py --pack writes them; --pack_{split}=0 leaves a split out)"
+      )
+    splits[split] = (np.concatenate([im for im, _ in have]), np.concatenate([lb for _, lb in have]))
+  os.makedirs(dest, exist_ok=True)
+  train_parts = np.array_split(np.arange(len(splits["train"][1])), 5)
+  files = [(f"data_batch_{i + 1}", "train", part) for i, part in enumerate(train_parts)]
   files.append(("test_batch", "test", np.arange(len(splits["test"][1]))))
   for name, split, idx in files:
     images, labels = splits[split]

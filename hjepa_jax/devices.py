@@ -145,4 +145,5 @@ def memory_source():
     stats = jax.local_devices()[0].memory_stats() or {}
   except Exception:  # pylint: disable=broad-except  (plugins raise assorted errors here)
     stats = {}
-  return "device peak_bytes_in_use" if stats.get("peak_bytes_in_use") else "process peak RSS (no device memory stats)"
+  # The key, not its value: before the first allocation a GPU reports a peak of 0 (the label was once wrong so).
+  return "device peak_bytes_in_use" if "peak_bytes_in_use" in stats else "process peak RSS (no device memory stats)"

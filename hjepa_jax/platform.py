@@ -147,7 +147,7 @@ def peak_memory_mb():
     stats = jax.local_devices()[0].memory_stats() or {}
   except Exception:  # pylint: disable=broad-except  (plugins raise assorted errors here)
     stats = {}
-  if stats.get("peak_bytes_in_use"):
+  if "peak_bytes_in_use" in stats:  # as devices.memory_source() decides
     return stats["peak_bytes_in_use"] / 2**20
   import resource  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top

@@ -21,10 +21,11 @@ Writes OUT/benchmark.json and OUT/benchmark.md (also printed), in two parts:
    and of the random-init encoder, on the accelerator input path (`--pipeline=device`, data.pipeline), so
    no part of the command imports TensorFlow.
 
-CIFAR-10 where the data folder cannot travel: `--pack` writes a compressed subset (default 16,000 train /
-4,000 test images, 45 MiB) to one .npz; `--data_pack` unpacks it under OUT as a complete python-pickle layout
-(data_batch_1..5 hold the train subset in five parts, test_batch the test subset) and points
-data.cifar10_dir at it. The whole command is sized by --budget_s (default 460 s: under 8 minutes).
+CIFAR-10 where the data folder cannot travel: `--pack` writes a seeded subset (default 16,000 train / 4,000 test
+images, 32 MiB) to one .npz of lossless WebP mosaics, or with `--pack_part=I/N` the I-th of N slices of it (the
+whole set, 97 MiB, travels as parts over two calls); `--data_pack` unpacks one or more of them under OUT as a
+complete python-pickle layout (data_batch_1..5 hold the train images in five parts, test_batch the test images)
+and points data.cifar10_dir at it. The whole command is sized by --budget_s (default 460 s: under 8 minutes).
 """
 
 import datetime
@@ -108,11 +109,19 @@ _TRAIN_OVERHEAD = flags.DEFINE_float(
 )
 _EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 10000, "Images per split for k-NN and the linear probe.")
 _EVAL_KINDS = flags.DEFINE_list("eval_feature_kinds", ["avgpool", "last4"], "Features evaluated (runner kinds).")
-_DATA_PACK = flags.DEFINE_string("data_pack", None, "A --pack file: unpacked under OUT, used as data.cifar10_dir.")
+_DATA_PACK = flags.DEFINE_list(
+  "data_pack", None, "--pack files (comma-separated, joined in order): unpacked under OUT, used as data.cifar10_dir."
+)
 _PACK = flags.DEFINE_string("pack", None, "Write a compressed CIFAR-10 subset to this .npz and exit.")
 _PACK_FROM = flags.DEFINE_string("pack_from", os.environ.get("HJEPA_CIFAR10_DIR"), "cifar-10-batches-py to pack.")
 _PACK_TRAIN = flags.DEFINE_integer("pack_train", 16000, "Train images in the pack (a seeded random subset).")
-_PACK_TEST = flags.DEFINE_integer("pack_test", 4000, "Test images in the pack (a seeded random subset).")
+_PACK_TEST = flags.DEFINE_integer("pack_test", 4000, "Test images in the pack (a seeded random subset; 0: none).")
+_PACK_PART = flags.DEFINE_string(
+  "pack_part",
+  "1/1",
+  "I/N: the pack holds the I-th of N equal slices of each split's subset (a set over the carry"
+  " limit travels as N files).",
+)
 _WORKER = flags.DEFINE_enum("worker", None, ["cell", "train"], "Internal: run one part from --spec in this process.")
 _SPEC = flags.DEFINE_string("spec", None, "Internal: the worker's spec (json); it writes SPEC.result.json.")
 
@@ -376,7 +385,11 @@ def main(argv):
   if _PACK.value:
     if not _PACK_FROM.value:
       raise app.UsageError("--pack needs --pack_from=DIR (or $HJEPA_CIFAR10_DIR): a cifar-10-batches-py folder")
-    sizes = bench.pack_cifar10(_PACK.value, _PACK_FROM.value, _PACK_TRAIN.value, _PACK_TEST.value)
+    try:
+      part = bench.parse_part(_PACK_PART.value)
+    except ValueError as e:
+      raise app.UsageError(f"--pack_part: {e}") from e
+    sizes = bench.pack_cifar10(_PACK.value, _PACK_FROM.value, _PACK_TRAIN.value, _PACK_TEST.value, part=part)
     print(f"wrote {_PACK.value}: {sizes} images, {os.path.getsize(_PACK.value) / 2**20:.1f} MiB")
     return None
   if not _OUT.value:
@@ -434,7 +447,7 @@ def main(argv):
     if _DATA_PACK.value:
       dest = os.path.join(out, "data", "cifar-10-batches-py")
       report["data_pack"] = {
-        "file": _DATA_PACK.value,
+        "files": _DATA_PACK.value,
         "dir": dest,
         "images": bench.unpack_cifar10(_DATA_PACK.value, dest),
       }

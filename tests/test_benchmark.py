@@ -138,9 +138,30 @@ def test_mfu_uses_the_model_flops_of_the_einsum_step():
 
   cells = [cell("einsum", "none", 20.0, 4e12), cell("cudnn", "none", 10.0, 1e12), cell("einsum", "x", 25.0, 5e12)]
   flops = bench.add_mfu(cells)
-  assert flops == {"s16_224": {"flops": 4e12, "from": "s16_224/bfloat16/einsum/none"}}
+  assert flops == {"s16_224": {"flops": 4e12, "from": "s16_224/bfloat16/einsum/none", "count": "lowered"}}
   assert cells[1]["mfu"] == pytest.approx(4e12 / 0.010 / 989.5e12) and cells[1]["speedup_vs_einsum"] == 2.0
   assert cells[2]["mfu"] == pytest.approx(4e12 / 0.025 / 989.5e12)  # remat's recomputation is not model work
+
+
+def test_mfu_falls_back_to_the_compiled_count_where_the_lowered_step_has_none():
+  """jax 0.11 on an H200 gave no cost analysis of the lowered step; the compiled einsum step's count stands in."""
+  device = {"chip": "NVIDIA H200"}
+  cells = [
+    dict(
+      model="s16_224",
+      dtype="bfloat16",
+      attention=a,
+      remat="none",
+      status="ok",
+      device=device,
+      step_ms=ms,
+      flops_lowered=None,
+      flops_per_step=f,
+    )  # fmt: skip
+    for a, ms, f in (("cudnn", 10.0, 1e12), ("einsum", 20.0, 4e12))
+  ]
+  assert bench.add_mfu(cells)["s16_224"] == {"flops": 4e12, "from": "s16_224/bfloat16/einsum/none", "count": "compiled"}
+  assert cells[0]["mfu"] == pytest.approx(4e12 / 0.010 / 989.5e12)  # cuDNN's own count (custom calls: 0) unused
 
 
 def test_layouts_are_cells_and_one_at_a_time_keeps_the_base_and_its_neighbours():
@@ -231,9 +252,8 @@ def _write_batch(path, images, labels):
     pickle.dump({b"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1), b"labels": labels.tolist()}, f)
 
 
-def test_cifar10_pack_unpacks_as_the_layout_the_loader_reads(tmp_path):
-  from hjepa_jax.data.sources import load_cifar10  # pylint: disable=g-import-not-at-top
-
+def _source(tmp_path):
+  """A cifar-10-batches-py folder of random images: 5 x 12 train, 12 test (and the arrays it holds)."""
   rs = np.random.RandomState(0)
   source = tmp_path / "cifar-10-batches-py"
   source.mkdir()
@@ -241,15 +261,49 @@ def test_cifar10_pack_unpacks_as_the_layout_the_loader_reads(tmp_path):
   labels = rs.randint(0, 10, (6, 12))
   for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
     _write_batch(source / name, images[i], labels[i])
+  arrays = {
+    "train": (images[:5].reshape(-1, 32, 32, 3), labels[:5].reshape(-1)),
+    "test": (images[5], labels[5]),
+  }
+  return source, arrays
+
+
+def test_cifar10_pack_unpacks_losslessly_as_the_layout_the_loader_reads(tmp_path, monkeypatch):
+  from hjepa_jax.data.sources import load_cifar10  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.setattr(bench, "MOSAIC", (2, 5))  # several mosaics, the last one padded
+  source, arrays = _source(tmp_path)
   pack = tmp_path / "pack" / "cifar10_subset.npz"
   assert bench.pack_cifar10(str(pack), str(source), 23, 7) == {"train": 23, "test": 7}
   assert bench.unpack_cifar10(str(pack), str(tmp_path / "unpacked")) == {"train": 23, "test": 7}
-  for split, (all_images, all_labels) in {
-    "train": (images[:5].reshape(-1, 32, 32, 3), labels[:5].reshape(-1)),
-    "test": (images[5], labels[5]),
-  }.items():
+  for split, (all_images, all_labels) in arrays.items():
     got_images, got_labels = load_cifar10(tmp_path / "unpacked", split)
     n = len(all_labels)
     idx = np.sort(np.random.default_rng(0).permutation(n)[: len(got_labels)])  # the pack's seeded subset
-    np.testing.assert_array_equal(got_images, all_images[idx])
+    np.testing.assert_array_equal(got_images, all_images[idx])  # byte for byte: the codec is lossless
     np.testing.assert_array_equal(got_labels, all_labels[idx])
+
+
+def test_cifar10_pack_parts_join_to_the_whole_set(tmp_path):
+  """A set over the carry limit travels as parts (here: train in two halves, test alone) joined on arrival."""
+  from hjepa_jax.data.sources import load_cifar10  # pylint: disable=g-import-not-at-top
+
+  source, arrays = _source(tmp_path)
+  files = [str(tmp_path / f"part{k}.npz") for k in range(3)]
+  assert bench.pack_cifar10(files[0], str(source), 60, 0, part=(1, 2)) == {"train": 30}
+  assert bench.pack_cifar10(files[1], str(source), 60, 0, part=(2, 2)) == {"train": 30}
+  assert bench.pack_cifar10(files[2], str(source), 0, 12) == {"test": 12}
+  assert bench.unpack_cifar10(files, str(tmp_path / "whole")) == {"train": 60, "test": 12}
+  for split, (all_images, all_labels) in arrays.items():
+    got_images, got_labels = load_cifar10(tmp_path / "whole", split)
+    np.testing.assert_array_equal(got_images, all_images)
+    np.testing.assert_array_equal(got_labels, all_labels)
+  with pytest.raises(ValueError, match="hold no test images"):
+    bench.unpack_cifar10(files[:2], str(tmp_path / "no_test"))
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0"])
+def test_a_bad_pack_part_is_named(text):
+  with pytest.raises(ValueError, match="I/N"):
+    bench.parse_part(text)
+  assert bench.parse_part("2/3") == (2, 3)

@@ -128,6 +128,29 @@ def test_query_key_mask_agrees_between_attention_paths():
   np.testing.assert_allclose(fused[:, 0], v[:, 0], atol=1e-5)  # the first query sees only the first key
 
 
+@pytest.mark.parametrize("query_key", [False, True])
+def test_cudnn_gets_a_mask_of_whole_query_and_key_lengths(monkeypatch, query_key):
+  """cuDNN's check (jax's fused_attention_stablehlo.check_layout) rejects a mask bias that broadcasts over queries
+  ("Bias must have same seq length as QKV, got 1 and S", seen on an H200): the cuDNN path passes (B, 1, T, S).
+  Checked here by standing in for the kernel with XLA's, which must then give the same values."""
+  kq, kk, kv = jax.random.split(KEY, 3)
+  q, k, v = (jax.random.normal(x, (2, 5, 3, 8)) for x in (kq, kk, kv))
+  k, v = k[:, :4].repeat(2, 1)[:, :7], v[:, :4].repeat(2, 1)[:, :7]  # S = 7 keys, T = 5 queries
+  valid = jnp.array([[True] * 5 + [False] * 2, [True] * 7])
+  if query_key:
+    valid = valid[:, None, :].repeat(5, 1)
+  seen, real = [], jax.nn.dot_product_attention
+
+  def kernel(q, k, v, mask=None, implementation=None):
+    seen.append((mask.shape, implementation))
+    return real(q, k, v, mask=mask, implementation="xla")
+
+  monkeypatch.setattr(jax.nn, "dot_product_attention", kernel)
+  out = attention(q, k, v, valid, fused=True, implementation="cudnn")
+  assert seen == [((2, 1, 5, 7), "cudnn")]
+  np.testing.assert_allclose(out, attention(q, k, v, valid, fused=False, implementation="auto"), atol=1e-5)
+
+
 def _encode(overrides, images=None):
   model = tiny_model(**overrides)
   params = model.init(KEY)

@@ -71,3 +71,26 @@ def test_launchers_set_cpu_flags_and_restart_once_with_huge_page_malloc():
   assert flags == " ".join(["--xla_force_host_platform_device_count=2", *platform.LINUX_XLA_FLAGS])
   own = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
   assert run(HJEPA_HUGE_PAGES="0", XLA_FLAGS=own) == ["None", own]
+
+
+@pytest.mark.parametrize(
+  "stats, device",
+  [({"peak_bytes_in_use": 0}, True), ({"peak_bytes_in_use": 3 << 20}, True), (None, False), ({}, False)],
+)
+def test_peak_memory_and_its_label_agree_even_before_the_first_allocation(monkeypatch, stats, device):
+  """A GPU reports a peak of 0 before anything is allocated; that is still the device's figure. (An H200 report
+  once labelled device peaks "process peak RSS" because the label was read at start-up from the value.)"""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from hjepa_jax import devices  # pylint: disable=g-import-not-at-top
+
+  class Dev:
+    def memory_stats(self):
+      return stats
+
+  monkeypatch.setattr(jax, "local_devices", lambda: [Dev()])
+  assert devices.memory_source().startswith("device") is device
+  if device:
+    assert platform.peak_memory_mb() == stats["peak_bytes_in_use"] / 2**20
+  else:
+    assert platform.peak_memory_mb() > 0  # this process's peak RSS

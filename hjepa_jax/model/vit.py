@@ -72,6 +72,10 @@ def attention(q, k, v, valid, *, fused, implementation):
   mask = None if valid is None else (valid[:, None, None, :] if valid.ndim == 2 else valid[:, None])
   if fused:
     impl = None if implementation == "auto" else implementation
+    if impl == "cudnn" and mask is not None:
+      # cuDNN takes the mask as a bias whose query and key lengths must both be whole (batch and heads may
+      # broadcast): a (B, 1, 1, S) key mask fails with "Bias must have same seq length as QKV, got 1 and S".
+      mask = jnp.broadcast_to(mask, (q.shape[0], 1, q.shape[1], k.shape[1]))
     return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
   scale = q.shape[-1] ** -0.5
   logits = jnp.einsum("bthd,bshd->bhts", q, k).astype(jnp.float32) * scale
