@@ -554,6 +554,10 @@ def format_report(report):
         f"Trained {train['steps']} steps in {train['train_wall_s']:.0f} s (start, compile and checkpoint included); "
         f"last window {_num(sps, '.2f')} steps/s, loss {_num(train['last_metrics'].get('train/loss'), '.4f')}."
       )
+      if sps and timing.get("step_ms"):
+        lines.append(f"Real batches ran at {sps * timing['step_ms'] / 1e3:.2f}x the synthetic step's rate.")
+      if train.get("stopped"):
+        lines.append(f"Stopped {train['stopped']}; the evaluation below is of step {train['steps']}.")
     lines.append("")
     for name, ev in (train.get("eval") or {}).items():
       if "error" in ev:

@@ -31,8 +31,10 @@ and points data.cifar10_dir at it. The whole command is sized by --budget_s (def
 import datetime
 import os
 import platform as py_platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -106,6 +108,12 @@ _PIPELINE = flags.DEFINE_string(
 _TRAIN_BUDGET = flags.DEFINE_float("train_budget_s", 240.0, "Seconds of training steps (total_steps is set to fit).")
 _TRAIN_OVERHEAD = flags.DEFINE_float(
   "train_overhead_s", 120.0, "Seconds kept for the training run's start, compiles, checkpoint and evaluation."
+)
+_EVAL_RESERVE = flags.DEFINE_float(
+  "eval_reserve_s",
+  90.0,
+  "Seconds of the plan kept for the evaluation: training still running then is stopped"
+  " (SIGTERM: it finishes the step and saves) and what it reached is evaluated.",
 )
 _EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 10000, "Images per split for k-NN and the linear probe.")
 _EVAL_KINDS = flags.DEFINE_list("eval_feature_kinds", ["avgpool", "last4"], "Features evaluated (runner kinds).")
@@ -192,9 +200,12 @@ def train_worker(spec, save):
 
   workdir = spec["workdir"]
   start = time.perf_counter()
-  last = train_and_evaluate(cfg, workdir)
+  with _time_limit(spec.get("stop_at")) as limit:
+    last = train_and_evaluate(cfg, workdir)
   result.update(train_wall_s=time.perf_counter() - start, last_metrics=last)
   result["steps"] = jsonfile.read(os.path.join(workdir, "summary.json"))["step"]
+  if limit.fired:  # the real steps were slower than the synthetic ones the plan was made from
+    result["stopped"] = f"by the time limit after {limit.after_s:.0f} s of training (planned {total} steps)"
   save(result)
 
   from hjepa_jax.evaluation import runner  # pylint: disable=g-import-not-at-top
@@ -217,6 +228,44 @@ def train_worker(spec, save):
     with open(runner.results_path(workdir, ext="md")) as f:
       result["eval_table"] = f.read()
   return result
+
+
+class _time_limit:  # pylint: disable=invalid-name  (used as a context manager)
+  """SIGTERM to this process at `stop_at` (time.time()), unless the block ends first.
+
+  The training loop treats SIGTERM as a stop request: it finishes the step, saves and returns, so a run slower
+  than planned is evaluated where it got to instead of being killed with nothing saved (on 2026-12-04 an H200
+  run's real batches went at half the synthetic step's rate and the old hard timeout lost both runs). The
+  signal waits while SIGTERM has its default action: before the loop's handler is up it would kill the process."""
+
+  def __init__(self, stop_at):
+    self.stop_at, self.fired, self.after_s, self._timer = stop_at, False, 0.0, None
+
+  def _arm(self, delay):
+    self._timer = threading.Timer(max(0.0, delay), self._fire)
+    self._timer.daemon = True
+    self._timer.start()
+
+  def _fire(self):
+    if self._done:
+      return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):  # the loop's handler is not up (yet): wait for it
+      self._arm(0.5)
+      return
+    self.fired, self.after_s = True, time.perf_counter() - self._start
+    print(f"time limit: stopping the training run after {self.after_s:.0f} s (SIGTERM)", flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  def __enter__(self):
+    self._start, self._done = time.perf_counter(), False
+    if self.stop_at is not None:
+      self._arm(self.stop_at - time.time())
+    return self
+
+  def __exit__(self, *exc):
+    self._done = True
+    if self._timer is not None:
+      self._timer.cancel()
 
 
 def run_worker(kind, spec_path):
@@ -355,12 +404,14 @@ def run_bench(out, cells, overrides, steps, warmup, budget_s, dtype, log=print):
 # ---------------------------------------------------------------------------------------------
 
 
-def run_training(out, overrides, budget_s, eval_examples, eval_kinds, timeout_s, tiny):
+def run_training(out, overrides, budget_s, eval_examples, eval_kinds, timeout_s, tiny, stop_after_s=None):
+  """The training worker; training still running `stop_after_s` from now is stopped and evaluated as it is."""
   os.makedirs(os.path.join(out, "train"), exist_ok=True)
   spec = dict(
     config=_TRAIN_CONFIG.value,
     overrides=overrides,
     budget_s=budget_s,
+    stop_at=None if stop_after_s is None else time.time() + stop_after_s,
     timing_steps=3 if tiny else 10,
     timing_warmup=1 if tiny else 2,
     eval_examples=eval_examples,
@@ -463,6 +514,7 @@ def main(argv):
       _option("eval_feature_kinds", _EVAL_KINDS),
       timeout_s=max(60.0, left + 15.0),
       tiny=tiny,
+      stop_after_s=max(10.0, left - _option("eval_reserve_s", _EVAL_RESERVE)),
     )
     report["device"] = report.get("device") or report["train"].get("device")
   report["finished"] = _now()

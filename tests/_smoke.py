@@ -88,6 +88,9 @@ BENCH_TRAIN_CONFIG = (
 BENCH_FLAGS = [BENCHMARK, "--tiny", f"--train_config={BENCH_TRAIN_CONFIG}", "--out={workdir}"]
 # ... in two interleaved rounds, with a reference step that cannot run the tiny model (the reason is reported)
 BENCH_NO_TF_FLAGS = [BENCHMARK, "--tiny", "--skip_train", "--rounds=2", f"--reference={BENCHMARK}", "--out={workdir}"]
+# ... a training run planned far past the time left, so the time limit stops it and what it reached is evaluated
+BENCH_STOPPED_FLAGS = [BENCHMARK, "--tiny", "--skip_bench", f"--train_config={BENCH_TRAIN_CONFIG}", "--out={workdir}",
+                       "--train_budget_s=600", "--budget_s=100", "--eval_reserve_s=99"]  # fmt: skip
 # A launch/ tool on a copy of the smoke run (tests/_on_smoke_copy.py): append the tool and its flags.
 ON_SMOKE_COPY = (os.path.join(ROOT, "tests", "_on_smoke_copy.py"), "{runs}/smoke", "{workdir}")
 BACKGROUND = {
@@ -118,6 +121,7 @@ BACKGROUND = {
   "benchmark_runs": [
     ("bench_tiny", BENCH_FLAGS, None),
     ("bench_no_tf", BENCH_NO_TF_FLAGS, None, {"env": NO_TENSORFLOW_ENV}),
+    ("bench_stopped", BENCH_STOPPED_FLAGS, None),
   ],
 }
 

@@ -247,6 +247,17 @@ def test_parse_overrides():
     bench.parse_overrides(["model.depth"])
 
 
+def test_a_run_slower_than_its_plan_is_stopped_saved_and_evaluated(benchmark_runs):
+  """The training worker's time limit (SIGTERM: finish the step, save) instead of a kill that loses the run."""
+  report, out = _report(benchmark_runs, "bench_stopped")
+  train = report["train"]
+  assert train["status"] == "ok", train.get("error")
+  assert "by the time limit" in train["stopped"] and 1 <= train["steps"] < train["planned_steps"]
+  assert train["eval"]["trained"]["step"] == train["steps"]  # what it reached is what was evaluated
+  with open(os.path.join(out, "benchmark.md")) as f:
+    assert "Stopped by the time limit after" in f.read()
+
+
 def _write_batch(path, images, labels):
   with open(path, "wb") as f:
     pickle.dump({b"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1), b"labels": labels.tolist()}, f)
