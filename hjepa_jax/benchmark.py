@@ -202,11 +202,16 @@ def add_mfu(cells):
     basis = "dense bf16" if cell["dtype"] == "bfloat16" else chip and f"float32 as {chip.float32_basis}"
     cell["peak_source"] = chip and f"{chip.name}, {basis}: {chip.source}"
     cell["mfu"] = devices.mfu(cell["model_flops_per_step"], cell["step_ms"] / 1e3, peak)
+    cell.pop("mfu_reason", None)
     if cell["mfu"] is None:
       cell["mfu_reason"] = reason or "no einsum/xla cell without remat of this model measured its model FLOPs"
     base = einsum_ms.get((cell["model"], cell["dtype"], cell["remat"], cell.get("layout")))
     cell["speedup_vs_einsum"] = base and base / cell["step_ms"]
   return flops
+
+
+def _compiled_counts(bench):
+  return any(m.get("count") == "compiled" for m in (bench.get("model_flops") or {}).values())
 
 
 def _work(cell):
@@ -511,7 +516,9 @@ def format_report(report):
       f"budget {bench['budget_s']:.0f} s)",
       "",
       f"Peak memory: {dev.get('peak_memory_source', '?')}. FLOPs: XLA cost analysis of the compiled step; MFU uses "
-      "the model FLOPs (the einsum step without remat, before XLA's passes) over the chip's dense peak.",
+      "the model FLOPs (the einsum step without remat, before XLA's passes"
+      + (", or compiled where the backend gives no count before them" if _compiled_counts(bench) else "")
+      + ") over the chip's dense peak.",
       "",
       "| model | batch | dtype | attention | remat | layout | compile (s) | step (ms) | images/s | vs einsum "
       "| vs reference | peak memory (MiB) | memory vs reference | GFLOP/step | MFU | status |",

@@ -397,6 +397,15 @@ def render_speed(report, source=""):
     )
   if not measured:
     lines.append("| (no pair of measured cells differs in one of these settings) | | | | | | |")
+  missing = [r.feature for r in SPEED_ROWS if not any(m["row"] is r for m in measured)]
+  failed = [c for c in bench.get("cells", []) if c.get("status") in ("error", "skipped")]
+  if missing:
+    lines += ["", f"Not measured on this machine: {'; '.join(missing)}."]
+    if failed:
+      lines += ["Cells that did not run:", ""]
+      lines += [
+        f"- {_context(c)}: {c['status']}: {(c.get('error') or c.get('reason') or '?').splitlines()[0]}" for c in failed
+      ]
   refs = {k: v for k, v in (bench.get("reference") or {}).items() if v.get("status") == "ok"}
   base = [c for c in bench.get("cells", []) if c.get("vs_reference") is not None]
   if refs and base:

@@ -167,6 +167,14 @@ def test_the_page_has_a_speed_section_per_report(tmp_path):
   assert "| Gradient checkpointing | `remat=nothing_saveable` vs `none`; ti16_224, float32, attention xla, " in page
   assert "| 0.25x | confirmed |" in page and "| 1.46x [1.43, 1.50] |" in page
   assert "| ti16_224, float32, attention xla, remat none, layout per_block | 0.70x | 1.50x | nothing |" in page
+  assert "Not measured on this machine: Flash attention (cuDNN)." in page  # no cuDNN cell
+  failed = _speed_report()
+  failed["bench"]["cells"][2].update(status="error", error="ValueError: boom\ntraceback")
+  page, _ = buys.render(records, "base", speed=[(failed, "speed/benchmark.json")])
+  assert "Not measured on this machine: Flash attention (cuDNN); Gradient checkpointing." in page
+  assert (
+    "- ti16_224, float32, attention xla, remat nothing_saveable, layout per_block: error: ValueError: boom\n" in page
+  )
   without, _ = buys.render(records, "base")
   assert "Gradient checkpointing (the guide: 2x batch size" in without and "no step benchmark given" in without
   scores, report = tmp_path / "scores", tmp_path / "speed" / "benchmark.json"
