@@ -235,8 +235,9 @@ class _time_limit:  # pylint: disable=invalid-name  (used as a context manager)
 
   The training loop treats SIGTERM as a stop request: it finishes the step, saves and returns, so a run slower
   than planned is evaluated where it got to instead of being killed with nothing saved (on 2026-12-04 an H200
-  run's real batches went at half the synthetic step's rate and the old hard timeout lost both runs). The
-  signal waits while SIGTERM has its default action: before the loop's handler is up it would kill the process."""
+  run's real batches went at half the synthetic step's rate and the old hard timeout lost both runs). Around
+  the loop SIGTERM is ignored (its default action would kill the process), and the signal waits until the loop's
+  handler is up."""
 
   def __init__(self, stop_at):
     self.stop_at, self.fired, self.after_s, self._timer = stop_at, False, 0.0, None
@@ -246,10 +247,14 @@ class _time_limit:  # pylint: disable=invalid-name  (used as a context manager)
     self._timer.daemon = True
     self._timer.start()
 
+  @staticmethod
+  def _ignore(signum, frame):  # outside the loop a late SIGTERM does nothing (the default action would kill)
+    del signum, frame
+
   def _fire(self):
     if self._done:
       return
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):  # the loop's handler is not up (yet): wait for it
+    if signal.getsignal(signal.SIGTERM) is self._ignore:  # the loop's handler is not up (yet): wait for it
       self._arm(0.5)
       return
     self.fired, self.after_s = True, time.perf_counter() - self._start
@@ -259,6 +264,7 @@ class _time_limit:  # pylint: disable=invalid-name  (used as a context manager)
   def __enter__(self):
     self._start, self._done = time.perf_counter(), False
     if self.stop_at is not None:
+      self._old = signal.signal(signal.SIGTERM, self._ignore)
       self._arm(self.stop_at - time.time())
     return self
 
@@ -266,6 +272,7 @@ class _time_limit:  # pylint: disable=invalid-name  (used as a context manager)
     self._done = True
     if self._timer is not None:
       self._timer.cancel()
+      signal.signal(signal.SIGTERM, self._old)
 
 
 def run_worker(kind, spec_path):

@@ -258,6 +258,31 @@ def test_a_run_slower_than_its_plan_is_stopped_saved_and_evaluated(benchmark_run
     assert "Stopped by the time limit after" in f.read()
 
 
+def test_the_time_limit_waits_for_the_loops_handler_and_a_late_signal_is_harmless():
+  """In-process: SIGTERM goes out only while the training loop's StopRequest is up; outside it, it is ignored."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+
+  from hjepa_jax.periodic import StopRequest  # pylint: disable=g-import-not-at-top
+
+  spec = importlib.util.spec_from_file_location("launch_benchmark", os.path.join(_smoke.ROOT, "launch", "benchmark.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  before = signal.getsignal(signal.SIGTERM)
+  with module._time_limit(time.time()) as limit:  # pylint: disable=protected-access
+    time.sleep(0.3)
+    assert not limit.fired  # no loop handler yet: it waits (the default action would have killed this process)
+    with StopRequest() as stop:
+      deadline = time.time() + 10
+      while stop.requested is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert stop.requested == "SIGTERM" and limit.fired
+    os.kill(os.getpid(), signal.SIGTERM)  # after the loop, before the block ends: ignored
+    time.sleep(0.1)
+  assert signal.getsignal(signal.SIGTERM) is before
+
+
 def _write_batch(path, images, labels):
   with open(path, "wb") as f:
     pickle.dump({b"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1), b"labels": labels.tolist()}, f)
