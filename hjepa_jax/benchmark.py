@@ -4,8 +4,9 @@ Cells: every model x compute dtype x attention path x remat policy, each the H-J
 overrides builds it (hjepa_jax.experiment), measured by hjepa_jax.stepbench in a process of its own. MFU uses the
 model FLOPs (XLA's count of the einsum or XLA-attention step without remat, before its passes: the same work
 whatever the attention kernel or remat policy) over the chip's dense peak (hjepa_jax.devices).
-A CIFAR-10 subset travels as one or more .npz files of lossless WebP mosaics (`pack_cifar10`) and is unpacked as
-the python-pickle layout that hjepa_jax.data.sources reads (`unpack_cifar10`). No TensorFlow or jax import at module level.
+A CIFAR-10 subset travels as one or more .npz files of lossless WebP mosaics (`pack_cifar10`) and is unpacked
+as the python-pickle layout that hjepa_jax.data.sources reads (`unpack_cifar10`). No TensorFlow or jax import
+at module level.
 """
 
 import ast

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 from hjepa_jax.config import ConfigError
-from hjepa_jax.platform import APPLE_BACKENDS
+from hjepa_jax.platform import APPLE_BACKENDS, device_memory_stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,11 +139,5 @@ def mfu(flops_per_step, step_s, peak):
 
 def memory_source():
   """What hjepa_jax.platform.peak_memory_mb() reads here: the device's own peak, or this process's peak RSS."""
-  import jax  # pylint: disable=g-import-not-at-top
-
-  try:
-    stats = jax.local_devices()[0].memory_stats() or {}
-  except Exception:  # pylint: disable=broad-except  (plugins raise assorted errors here)
-    stats = {}
-  # The key, not its value: before the first allocation a GPU reports a peak of 0 (the label was once wrong so).
+  stats = device_memory_stats()
   return "device peak_bytes_in_use" if "peak_bytes_in_use" in stats else "process peak RSS (no device memory stats)"

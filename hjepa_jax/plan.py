@@ -160,12 +160,7 @@ def input_rate(reader, exp, batches):
 
 def device_memory(plat):
   """(bytes the default device can hold, what that figure is): the device's limit, else the host's RAM."""
-  import jax  # pylint: disable=g-import-not-at-top
-
-  try:
-    limit = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
-  except Exception:  # pylint: disable=broad-except  (plugins raise assorted errors here)
-    limit = None
+  limit = platform_lib.device_memory_stats().get("bytes_limit")
   if limit:
     return int(limit), f"{plat.backend} device bytes_limit"
   return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "host RAM (CPU or unified memory)"

@@ -138,16 +138,24 @@ def hide_gpus_from_tensorflow():
     logging.warning("could not hide GPUs from TensorFlow: %s", e)
 
 
-def peak_memory_mb():
-  """Peak memory so far in MiB: the accelerator's peak_bytes_in_use where the backend reports it
-  (CUDA, some Metal plugins), else this process's peak resident set (CPU runs). Never raises."""
+def device_memory_stats():
+  """The first local device's memory_stats() ({} where the backend has none). Never raises."""
   import jax  # pylint: disable=g-import-not-at-top
 
   try:
-    stats = jax.local_devices()[0].memory_stats() or {}
+    return jax.local_devices()[0].memory_stats() or {}
   except Exception:  # pylint: disable=broad-except  (plugins raise assorted errors here)
-    stats = {}
-  if "peak_bytes_in_use" in stats:  # as devices.memory_source() decides
+    return {}
+
+
+def peak_memory_mb():
+  """Peak memory so far in MiB: the accelerator's peak_bytes_in_use where the backend reports it
+  (CUDA, some Metal plugins), else this process's peak resident set (CPU runs). Never raises.
+
+  The key decides, not its value: before the first allocation a GPU reports a peak of 0 (an H200 report once
+  labelled device peaks as RSS so); devices.memory_source() names the same choice."""
+  stats = device_memory_stats()
+  if "peak_bytes_in_use" in stats:
     return stats["peak_bytes_in_use"] / 2**20
   import resource  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
