@@ -57,7 +57,7 @@ def _memory_analysis(compiled):
   return {f"xla_{n}_bytes": int(getattr(stats, f"{n}_size_in_bytes")) for n in names if stats is not None}
 
 
-def _step_program(cfg, spec, plat, histograms=True):
+def step_program(cfg, spec, plat, histograms=True):
   """(jitted step, optimizer) of `spec` as a run jits it (state donated where the backend honours it), with
   the run's histogram branch (`histogram_every_steps`) unless `histograms` is False (model FLOPs)."""
   init_rng, _ = experiment.init_rngs(cfg.seed)
@@ -70,7 +70,7 @@ def lowered_flops(cfg, spec, plat=None):
   """XLA's FLOP count of the update of `spec` before its passes, from abstract inputs: traced and lowered,
   never compiled or run, so it costs seconds even for a large model (None without a cost model)."""
   plat = plat or platform_lib.detect()
-  step, tx = _step_program(cfg, spec, plat, histograms=False)
+  step, tx = step_program(cfg, spec, plat, histograms=False)
   init_rng, step_rng = experiment.init_rngs(cfg.seed)
   state = jax.eval_shape(lambda r: init_state(spec.model, tx, r), init_rng)
   batch = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), synthetic_batch(cfg, spec))
@@ -92,7 +92,7 @@ def measure_step(cfg, *, steps, warmup, plat=None, spec=None):
     plat.check_attention(cfg.model.fused_attention, cfg.model.attention_impl)
     spec = experiment.step_spec(cfg, total_steps=NOMINAL_STEPS, warmup_steps=NOMINAL_WARMUP)
   init_rng, step_rng = experiment.init_rngs(cfg.seed)
-  step, tx = _step_program(cfg, spec, plat)
+  step, tx = step_program(cfg, spec, plat)
   state = jax.jit(lambda r: init_state(spec.model, tx, r))(init_rng)
   batch = jax.device_put(synthetic_batch(cfg, spec))
 

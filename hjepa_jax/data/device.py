@@ -228,11 +228,24 @@ class DeviceIterator(Iterator[dict[str, jax.Array]]):
     self._sharding = NamedSharding(mesh, P("data"))
     self.global_batch, self.step = global_batch, start_step
 
-  def batch(self, step: int) -> dict[str, jax.Array]:
+  def indices(self, step: int) -> list[jax.Array]:
+    """int32 (source, example, epoch, offset) of step's batch, on the mesh: what `augment` turns into it."""
     sl = self._order.slice(step * self.global_batch, self.global_batch)
     idx = [sl[k].astype(np.int32) for k in ("source", "example", "epoch", "offset")]
-    idx = [jax.make_array_from_callback(a.shape, self._sharding, lambda i, a=a: a[i]) for a in idx]
-    return self._fn(self._images, *idx)
+    return [jax.make_array_from_callback(a.shape, self._sharding, lambda i, a=a: a[i]) for a in idx]
+
+  @property
+  def images(self) -> tuple[jax.Array, ...]:
+    """The sources' uint8 images on the devices (replicated)."""
+    return self._images
+
+  @property
+  def augment(self):
+    """The jitted (images, source, example, epoch, offset) -> batch; callable inside another jit (inlined)."""
+    return self._fn
+
+  def batch(self, step: int) -> dict[str, jax.Array]:
+    return self._fn(self._images, *self.indices(step))
 
   def __next__(self) -> dict[str, jax.Array]:
     out = self.batch(self.step)
