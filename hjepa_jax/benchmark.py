@@ -553,7 +553,8 @@ def format_report(report):
     if timing:
       lines.append(
         f"Overrides: {', '.join(f'`{k}={v}`' for k, v in train['overrides'].items()) or '-'}. Step (synthetic input): "
-        f"{timing['step_ms']:.1f} ms at batch {timing['batch']}, {timing['params']:,} params; budget "
+        f"{timing['step_ms']:.1f} ms at batch {timing['batch']} on one reused batch, "
+        f"{_num(timing.get('step_ms_fresh'), '.1f')} ms on a new batch each step; {timing['params']:,} params; budget "
         f"{train['budget_s']:.0f} s -> {train['planned_steps']} steps."
       )
     if "steps" in train:
@@ -562,8 +563,9 @@ def format_report(report):
         f"Trained {train['steps']} steps in {train['train_wall_s']:.0f} s (start, compile and checkpoint included); "
         f"last window {_num(sps, '.2f')} steps/s, loss {_num(train['last_metrics'].get('train/loss'), '.4f')}."
       )
-      if sps and timing.get("step_ms"):
-        lines.append(f"Real batches ran at {sps * timing['step_ms'] / 1e3:.2f}x the synthetic step's rate.")
+      plan_ms = timing.get("plan_ms") or timing.get("step_ms")
+      if sps and plan_ms:
+        lines.append(f"Real batches ran at {sps * plan_ms / 1e3:.2f}x the planned step's rate.")
       if train.get("stopped"):
         lines.append(f"Stopped {train['stopped']}; the evaluation below is of step {train['steps']}.")
     lines.append("")

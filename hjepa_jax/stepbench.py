@@ -10,6 +10,7 @@ import statistics
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from hjepa_jax import config as config_lib
@@ -77,13 +78,17 @@ def lowered_flops(cfg, spec, plat=None):
   return _flops(step.lower(state, batch, step_rng))
 
 
-def measure_step(cfg, *, steps, warmup, plat=None, spec=None):
+def measure_step(cfg, *, steps, warmup, plat=None, spec=None, fresh_steps=0):
   """Compiles and times the update of `cfg`; returns a dict of plain numbers.
 
   Raises ConfigError (a PlatformError for a setting this backend cannot run) before compiling anything.
   The step time is the median of `steps` calls after `warmup` untimed ones, each waited for
   (block_until_ready), on a batch already on the device. `spec`: the run's own StepSpec (its real
   schedules; `cfg` already checked, e.g. by `experiment.prepare`); by default one is built from `cfg`.
+
+  fresh_steps > 0 also times that many steps each on a new batch (a device copy made by another program just
+  before, as the input pipeline makes one): "step_ms_fresh". A training run sees that time. On a GPU it can be
+  far longer, because XLA re-records the step's CUDA graphs when its buffers move (2.1x on an H200, 2026-12-04).
   """
   plat = plat or platform_lib.detect()
   if spec is None:
@@ -110,11 +115,13 @@ def measure_step(cfg, *, steps, warmup, plat=None, spec=None):
       times.append(time.perf_counter() - start)
     losses.append(float(metrics["loss"]))
   step_s = statistics.median(times)
+  params = sum(x.size for x in jax.tree_util.tree_leaves(state["params"]))
+  fresh = _fresh_step_times(compiled, state, batch, step_rng, fresh_steps) if fresh_steps else None
   images = batch["image"].shape[0]
   return {
     "batch": images,
     "image_size": cfg.data.image_size,
-    "params": sum(x.size for x in jax.tree_util.tree_leaves(state["params"])),
+    "params": params,
     "lower_s": t1 - t0,
     "compile_s": t2 - t0,  # trace + lower + XLA compile
     "xla_compile_s": t2 - t1,
@@ -123,9 +130,23 @@ def measure_step(cfg, *, steps, warmup, plat=None, spec=None):
     "step_ms_min": 1e3 * min(times),
     "step_ms_max": 1e3 * max(times),
     "images_per_s": images / step_s,
+    "step_ms_fresh": fresh and 1e3 * statistics.median(fresh),
     "flops_per_step": _flops(compiled),  # the compiled program (custom calls such as cuDNN attention count 0)
     "flops_lowered": _flops(lowered),  # before XLA's passes (counts remat recomputation, not custom calls)
     "loss_first": losses[0],
     "loss_last": losses[-1],
     **_memory_analysis(compiled),
   }
+
+
+def _fresh_step_times(compiled, state, batch, rng, steps):
+  """Seconds of `steps` updates (after one untimed), each on a new copy of `batch` made just before it."""
+  renew = jax.jit(lambda b: jax.tree_util.tree_map(lambda x: x + jnp.zeros((), x.dtype), b))
+  times = []
+  for i in range(1 + steps):
+    start = time.perf_counter()
+    state, metrics = compiled(state, renew(batch), rng)
+    jax.block_until_ready((state, metrics))
+    if i:
+      times.append(time.perf_counter() - start)
+  return times

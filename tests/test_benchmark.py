@@ -51,7 +51,10 @@ def test_tiny_run_reports_every_field(benchmark_runs):
   train = report["train"]
   assert train["status"] == "ok", train.get("error")
   assert train["steps"] == train["planned_steps"] >= 2 and _finite(train["last_metrics"]["train/loss"])
-  assert _finite(train["timing"]["step_ms"]) and train["timing"]["step_ms"] > 0
+  timing = train["timing"]
+  assert _finite(timing["step_ms"]) and timing["step_ms"] > 0 and _finite(timing["step_ms_fresh"])
+  # The run is planned from the slower of the reused-batch and new-batch steps (a GPU run sees the latter).
+  assert timing["plan_ms"] == max(timing["step_ms"], timing["step_ms_fresh"]) > 0
   for name in ("trained", "random_init"):
     metrics = train["eval"][name]["metrics"]["avgpool"]
     for key in ("knn_top1_k20", "linear_probe_top1"):
@@ -62,6 +65,7 @@ def test_tiny_run_reports_every_field(benchmark_runs):
     text = f.read()
   assert "| tiny (32 wide" in text and "| einsum |" in text and "| xla |" in text
   assert "knn_top1_k20" in text and "linear_probe_top1" in text and "avgpool random init" in text
+  assert "on a new batch each step" in text and "the planned step's rate" in text
 
 
 def test_micro_benchmark_runs_without_tensorflow(benchmark_runs, tmp_path):
