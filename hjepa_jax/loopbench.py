@@ -13,6 +13,7 @@ batch made by a separate augmentation program moves them. The variants separate 
   loop     fresh plus the loop's mechanics (each step's metrics kept, the previous step's NaN flag read), with the
            host's time in each phase
   fused    augmentation and step as one program fed the batch's indices: nothing is allocated between steps
+  fused_loop  fused inside the loop's mechanics
 
 Run it twice, once with XLA_FLAGS=--xla_gpu_enable_command_buffer= (no CUDA graphs), to see the graphs' share.
 The device input path only (data.pipeline=device, the accelerator path); imports no TensorFlow.
@@ -29,7 +30,7 @@ from hjepa_jax import platform as platform_lib
 from hjepa_jax.config import ConfigError
 from hjepa_jax.train_step import init_state
 
-VARIANTS = ("reused", "waited", "input", "fresh", "loop", "fused")
+VARIANTS = ("reused", "waited", "input", "fresh", "loop", "fused", "fused_loop")
 TRACE_STEPS = 20
 
 
@@ -60,7 +61,7 @@ class _Bench:
 
 
 def measure_loop(cfg, *, steps, warmup=5, variants=VARIANTS, trace_dir=None, plat=None, log=print):
-  """{"ms": {variant: ms per step}, "loop_phases_ms": host ms per step in each phase of `loop`, ...} of `cfg`.
+  """{"ms": {variant: ms per step}, "phases_ms": {loop variant: host ms per step in each phase}, ...} of `cfg`.
 
   Raises ConfigError unless cfg.data.pipeline is "device". `trace_dir`: a profiler trace (with a Perfetto copy)
   of TRACE_STEPS steps of `loop`, written last."""
@@ -87,59 +88,70 @@ def measure_loop(cfg, *, steps, warmup=5, variants=VARIANTS, trace_dir=None, pla
     bench.state, metrics = one()
     return metrics
 
-  phases = {"input": 0.0, "step": 0.0, "flag": 0.0}
-  previous = []
-  kept = []
+  fused = None
 
-  def loop_step():
+  def fused_update():
+    nonlocal fused
+    if fused is None:  # compiled on first use, timed apart
+      fused = fused_step(step, it, plat.donate)
+      t = time.perf_counter()
+      fused.lower(bench.state, it.images, it.indices(it.step), step_rng).compile()
+      result["fused_compile_s"] = time.perf_counter() - t
+    indices = it.indices(it.step)
+    it.step += 1
+    return lambda: fused(bench.state, it.images, indices, step_rng)
+
+  updates = {  # () -> a thunk running one update on the next batch: two programs, or one
+    "separate": lambda: (lambda b: lambda: compiled(bench.state, b, step_rng))(next(it)),
+    "fused": fused_update,
+  }
+
+  def loop_step(update, phases, kept, previous):
+    """One step as train.py's loop takes it: the batch, the update, its metrics kept, the last step's flag read."""
     t0 = time.perf_counter()
-    b = next(it)
+    thunk = update()
     t1 = time.perf_counter()
-    metrics = run(lambda: compiled(bench.state, b, step_rng))
+    metrics = run(thunk)
     t2 = time.perf_counter()
     kept.append(metrics)
     if previous:
       float(jax.device_get(previous.pop()["nonfinite"]))
     previous.append(metrics)
-    phases["input"] += t1 - t0
-    phases["step"] += t2 - t1
-    phases["flag"] += time.perf_counter() - t2
+    for k, dt in (("input", t1 - t0), ("step", t2 - t1), ("flag", time.perf_counter() - t2)):
+      phases[k] += dt
+
+  def looped(update, name):
+    phases, kept, previous = {"input": 0.0, "step": 0.0, "flag": 0.0}, [], []
+    ms = bench.per_step_ms(lambda: loop_step(update, phases, kept, previous))
+    result.setdefault("phases_ms", {})[name] = {k: v / (warmup + steps) * 1e3 for k, v in phases.items()}
+    return ms
+
+  def input_only():
+    start = time.perf_counter()
+    for _ in range(steps):
+      out = next(it)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / steps * 1e3
 
   timed = {
-    "reused": lambda: run(lambda: compiled(bench.state, batch, step_rng)),
-    "waited": lambda: jax.block_until_ready(run(lambda: compiled(bench.state, batch, step_rng))),
-    "fresh": lambda: run(lambda: compiled(bench.state, next(it), step_rng)),
-    "loop": loop_step,
+    "reused": lambda: bench.per_step_ms(lambda: run(lambda: compiled(bench.state, batch, step_rng))),
+    "waited": lambda: bench.per_step_ms(
+      lambda: jax.block_until_ready(run(lambda: compiled(bench.state, batch, step_rng)))
+    ),
+    "input": input_only,
+    "fresh": lambda: bench.per_step_ms(lambda: run(updates["separate"]())),
+    "loop": lambda: looped(updates["separate"], "loop"),
+    "fused": lambda: bench.per_step_ms(lambda: run(updates["fused"]())),
+    "fused_loop": lambda: looped(updates["fused"], "fused_loop"),
   }
   for name in variants:
-    if name == "input":
-      start = time.perf_counter()
-      for _ in range(steps):
-        out = next(it)
-      jax.block_until_ready(out)
-      result["ms"]["input"] = (time.perf_counter() - start) / steps * 1e3
-    elif name == "fused":
-      fused = fused_step(step, it, plat.donate)
-      start = time.perf_counter()
-      fused.lower(bench.state, it.images, it.indices(it.step), step_rng).compile()
-      result["fused_compile_s"] = time.perf_counter() - start
-
-      def fused_one():
-        indices = it.indices(it.step)
-        it.step += 1
-        run(lambda: fused(bench.state, it.images, indices, step_rng))
-
-      result["ms"]["fused"] = bench.per_step_ms(fused_one)
-    else:
-      result["ms"][name] = bench.per_step_ms(timed[name])
-      if name == "loop":
-        result["loop_phases_ms"] = {k: v / (warmup + steps) * 1e3 for k, v in phases.items()}
-        kept.clear()
+    result["ms"][name] = timed[name]()
     log(f"  {name}: {result['ms'][name]:.2f} ms/step")
   if trace_dir:
+    phases, kept, previous = {"input": 0.0, "step": 0.0, "flag": 0.0}, [], []
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(TRACE_STEPS):
-        loop_step()
+        loop_step(updates["separate"], phases, kept, previous)
       jax.block_until_ready(bench.state)
     result["trace_dir"] = trace_dir
   return result

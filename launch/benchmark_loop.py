@@ -24,7 +24,9 @@ _CONFIG = cli.define_config()
 _STEPS = flags.DEFINE_integer("steps", 100, "Timed steps per variant (after --warmup).")
 _WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed steps before each variant.")
 _VARIANTS = flags.DEFINE_list(
-  "variants", ["reused", "waited", "input", "fresh", "loop", "fused"], "Variants (hjepa_jax/loopbench.py)."
+  "variants",
+  ["reused", "waited", "input", "fresh", "loop", "fused", "fused_loop"],
+  "Variants (hjepa_jax/loopbench.py).",
 )
 _DATA_PACK = flags.DEFINE_list("data_pack", [], "launch/benchmark.py --pack files to unpack as the CIFAR-10 folder.")
 _OUT = flags.DEFINE_string("out", None, "Folder for loop.json (and trace/ with --trace).")
@@ -58,8 +60,9 @@ def main(argv):
       trace_dir=os.path.join(out, "trace") if _TRACE.value else None,
     )
   r.update(device=dev.device_kind, backend=dev.platform, xla_flags=os.environ.get("XLA_FLAGS", ""))
-  phases = ", ".join(f"{k} {v:.2f}" for k, v in r.get("loop_phases_ms", {}).items())
-  print(f"batch {r['batch']}, compile {r['compile_s']:.1f} s; loop's host ms per step: {phases or '-'}")
+  print(f"batch {r['batch']}, compile {r['compile_s']:.1f} s")
+  for name, phases in r.get("phases_ms", {}).items():
+    print(f"{name}: host ms per step in " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
   if out:
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "loop.json"), "w") as f:
