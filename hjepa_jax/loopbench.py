@@ -32,6 +32,7 @@ from hjepa_jax.train_step import init_state
 
 VARIANTS = ("reused", "waited", "input", "fresh", "loop", "fused", "fused_loop")
 TRACE_STEPS = 20
+PHASES = ("input", "step", "flag")  # the loop's host time: making the batch, dispatching the update, the NaN flag
 
 
 def fused_step(step, iterator, donate):
@@ -116,11 +117,11 @@ def measure_loop(cfg, *, steps, warmup=5, variants=VARIANTS, trace_dir=None, pla
     if previous:
       float(jax.device_get(previous.pop()["nonfinite"]))
     previous.append(metrics)
-    for k, dt in (("input", t1 - t0), ("step", t2 - t1), ("flag", time.perf_counter() - t2)):
+    for k, dt in zip(PHASES, (t1 - t0, t2 - t1, time.perf_counter() - t2)):
       phases[k] += dt
 
   def looped(update, name):
-    phases, kept, previous = {"input": 0.0, "step": 0.0, "flag": 0.0}, [], []
+    phases, kept, previous = dict.fromkeys(PHASES, 0.0), [], []
     ms = bench.per_step_ms(lambda: loop_step(update, phases, kept, previous))
     result.setdefault("phases_ms", {})[name] = {k: v / (warmup + steps) * 1e3 for k, v in phases.items()}
     return ms
@@ -132,11 +133,12 @@ def measure_loop(cfg, *, steps, warmup=5, variants=VARIANTS, trace_dir=None, pla
     jax.block_until_ready(out)
     return (time.perf_counter() - start) / steps * 1e3
 
+  def reused():
+    return run(lambda: compiled(bench.state, batch, step_rng))
+
   timed = {
-    "reused": lambda: bench.per_step_ms(lambda: run(lambda: compiled(bench.state, batch, step_rng))),
-    "waited": lambda: bench.per_step_ms(
-      lambda: jax.block_until_ready(run(lambda: compiled(bench.state, batch, step_rng)))
-    ),
+    "reused": lambda: bench.per_step_ms(reused),
+    "waited": lambda: bench.per_step_ms(lambda: jax.block_until_ready(reused())),
     "input": input_only,
     "fresh": lambda: bench.per_step_ms(lambda: run(updates["separate"]())),
     "loop": lambda: looped(updates["separate"], "loop"),
@@ -147,7 +149,7 @@ def measure_loop(cfg, *, steps, warmup=5, variants=VARIANTS, trace_dir=None, pla
     result["ms"][name] = timed[name]()
     log(f"  {name}: {result['ms'][name]:.2f} ms/step")
   if trace_dir:
-    phases, kept, previous = {"input": 0.0, "step": 0.0, "flag": 0.0}, [], []
+    phases, kept, previous = dict.fromkeys(PHASES, 0.0), [], []
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(TRACE_STEPS):
         loop_step(updates["separate"], phases, kept, previous)

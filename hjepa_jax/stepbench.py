@@ -87,8 +87,9 @@ def measure_step(cfg, *, steps, warmup, plat=None, spec=None, fresh_steps=0):
   schedules; `cfg` already checked, e.g. by `experiment.prepare`); by default one is built from `cfg`.
 
   fresh_steps > 0 also times that many steps each on a new batch (a device copy made by another program just
-  before, as the input pipeline makes one): "step_ms_fresh". A training run sees that time. On a GPU it can be
-  far longer, because XLA re-records the step's CUDA graphs when its buffers move (2.1x on an H200, 2026-12-04).
+  before, as the input pipeline makes one): "step_ms_fresh", closer to what a training run sees. On a GPU XLA
+  re-records the step's CUDA graphs when its buffers move: an H200's training loop ran 2.1x slower than the
+  reused-batch step (2026-12-04). How much of that this copy reproduces is not measured yet.
   """
   plat = plat or platform_lib.detect()
   if spec is None:
