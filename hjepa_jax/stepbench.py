@@ -107,17 +107,13 @@ def measure_step(cfg, *, steps, warmup, plat=None, spec=None, fresh_steps=0):
   t1 = time.perf_counter()
   compiled = lowered.compile()
   t2 = time.perf_counter()
-  losses, times = [], []
-  for i in range(1 + warmup + steps):
-    start = time.perf_counter()
-    state, metrics = compiled(state, batch, step_rng)
-    jax.block_until_ready((state, metrics))
-    if i > warmup:
-      times.append(time.perf_counter() - start)
-    losses.append(float(metrics["loss"]))
+  state, times, losses = _timed_updates(compiled, state, step_rng, lambda: batch, untimed=1 + warmup, steps=steps)
   step_s = statistics.median(times)
   params = sum(x.size for x in jax.tree_util.tree_leaves(state["params"]))
-  fresh = _fresh_step_times(compiled, state, batch, step_rng, fresh_steps) if fresh_steps else None
+  fresh = None
+  if fresh_steps:
+    renew = jax.jit(lambda b: jax.tree_util.tree_map(lambda x: x + jnp.zeros((), x.dtype), b))
+    _, fresh, _ = _timed_updates(compiled, state, step_rng, lambda: renew(batch), untimed=1, steps=fresh_steps)
   images = batch["image"].shape[0]
   return {
     "batch": images,
@@ -140,14 +136,16 @@ def measure_step(cfg, *, steps, warmup, plat=None, spec=None, fresh_steps=0):
   }
 
 
-def _fresh_step_times(compiled, state, batch, rng, steps):
-  """Seconds of `steps` updates (after one untimed), each on a new copy of `batch` made just before it."""
-  renew = jax.jit(lambda b: jax.tree_util.tree_map(lambda x: x + jnp.zeros((), x.dtype), b))
-  times = []
-  for i in range(1 + steps):
+def _timed_updates(compiled, state, rng, next_batch, *, untimed, steps):
+  """Runs `untimed` then `steps` updates, each waited for (block_until_ready); returns the state, the seconds of
+  the timed ones and every loss. `next_batch()` gives each call's batch, inside the timed span: a copy made just
+  before a step is part of what a training run's step costs."""
+  times, losses = [], []
+  for i in range(untimed + steps):
     start = time.perf_counter()
-    state, metrics = compiled(state, renew(batch), rng)
+    state, metrics = compiled(state, next_batch(), rng)
     jax.block_until_ready((state, metrics))
-    if i:
+    if i >= untimed:
       times.append(time.perf_counter() - start)
-  return times
+    losses.append(float(metrics["loss"]))
+  return state, times, losses
