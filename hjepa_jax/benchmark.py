@@ -411,7 +411,7 @@ def pack_cifar10(path, source_dir, n_train, n_test, seed=0, part=(1, 1)):
 
   `part=(I, N)` keeps the I-th of N equal slices of each split's subset, so a set over the carry limit travels
   as N files (each under it) that `unpack_cifar10` joins; a count of 0 leaves that split out of the file."""
-  from hjepa_jax.data.sources import load_cifar10  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+  from hjepa_jax.data.archives import load_cifar10  # pylint: disable=g-import-not-at-top
 
   i, n_parts = part
   arrays, sizes = {}, {}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hjepa_jax.data as data
-from hjepa_jax.data import sources
+from hjepa_jax.data import archives, folders
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ def write_fake_cifar10(
   root.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(seed)
   train_x, train_y = [], []
-  for name in sources.CIFAR10_TRAIN_FILES + sources.CIFAR10_TEST_FILES:
+  for name in archives.CIFAR10_TRAIN_FILES + archives.CIFAR10_TEST_FILES:
     images = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8) if given is None else given
     labels = rng.integers(0, 10, per_batch).tolist()
     batch = {
@@ -53,7 +53,7 @@ def write_fake_cifar10(
     }
     with open(root / name, "wb") as f:
       pickle.dump(batch, f)
-    if name in sources.CIFAR10_TRAIN_FILES:
+    if name in archives.CIFAR10_TRAIN_FILES:
       train_x.append(images)
       train_y.extend(labels)
   with open(root / "batches.meta", "wb") as f:
@@ -78,7 +78,7 @@ def write_fake_imagenet(
   root = Path(root)
   rng = np.random.default_rng(0)
   written: dict[str, list[tuple[Path, int]]] = {"train": [], "val": []}
-  wnids = sources.imagenet100_classes()
+  wnids = folders.imagenet100_classes()
   for split in ("train", "val"):
     for label in class_indices:
       class_dir = root / split / wnids[label]

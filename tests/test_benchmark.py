@@ -309,7 +309,7 @@ def _source(tmp_path):
 
 
 def test_cifar10_pack_unpacks_losslessly_as_the_layout_the_loader_reads(tmp_path, monkeypatch):
-  from hjepa_jax.data.sources import load_cifar10  # pylint: disable=g-import-not-at-top
+  from hjepa_jax.data.archives import load_cifar10  # pylint: disable=g-import-not-at-top
 
   monkeypatch.setattr(bench, "MOSAIC", (2, 5))  # several mosaics, the last one padded
   source, arrays = _source(tmp_path)
@@ -326,7 +326,7 @@ def test_cifar10_pack_unpacks_losslessly_as_the_layout_the_loader_reads(tmp_path
 
 def test_cifar10_pack_parts_join_to_the_whole_set(tmp_path):
   """A set over the carry limit travels as parts (here: train in two halves, test alone) joined on arrival."""
-  from hjepa_jax.data.sources import load_cifar10  # pylint: disable=g-import-not-at-top
+  from hjepa_jax.data.archives import load_cifar10  # pylint: disable=g-import-not-at-top
 
   source, arrays = _source(tmp_path)
   files = [str(tmp_path / f"part{k}.npz") for k in range(3)]

@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import hjepa_jax.data as data
-from hjepa_jax.data import sources
+from hjepa_jax.data import archives, digits, folders, sources
 from tests._data import data_cfg as _cfg
 from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
 from tests._data import write_fake_cifar10, write_fake_imagenet
@@ -40,7 +40,7 @@ def test_local_cifar10_reads_generated_pickles(tmp_path):
 def test_local_cifar10_channel_layout(tmp_path):
   """Rows are 1024 red, 1024 green, then 1024 blue values."""
   write_fake_cifar10(tmp_path, per_batch=2)
-  raw = sources._read_cifar10_batch(tmp_path / "data_batch_1")
+  raw = archives._read_cifar10_batch(tmp_path / "data_batch_1")
   import pickle
 
   with open(tmp_path / "data_batch_1", "rb") as f:
@@ -58,9 +58,9 @@ def test_local_cifar10_missing_files_say_what_to_do(tmp_path):
 
 def test_local_cifar10_falls_back_to_env_var(tmp_path, monkeypatch):
   write_fake_cifar10(tmp_path, per_batch=2)
-  monkeypatch.setenv(sources.CIFAR10_ENV_VAR, str(tmp_path))
+  monkeypatch.setenv(archives.CIFAR10_ENV_VAR, str(tmp_path))
   assert data.load_labelled("cifar10_local", "test", _cfg())[0].shape == (2, 32, 32, 3)
-  monkeypatch.delenv(sources.CIFAR10_ENV_VAR)
+  monkeypatch.delenv(archives.CIFAR10_ENV_VAR)
   data.clear_cache()
   with pytest.raises(data.DataError, match="HJEPA_CIFAR10_DIR"):
     data.load_labelled("cifar10_local", "test", _cfg())
@@ -79,23 +79,23 @@ def test_local_cifar10_rejects_code_in_pickles(tmp_path):
 def test_md5_check_flags_files_that_are_not_the_release(tmp_path):
   write_fake_cifar10(tmp_path, per_batch=2)
   with pytest.raises(data.DataError, match="md5"):
-    sources.verify_cifar10_md5(tmp_path)
+    archives.verify_cifar10_md5(tmp_path)
 
 
 @needs_real_cifar
 def test_real_cifar10_copy():
-  root = sources.resolve_cifar10_dir(REAL_CIFAR10)
+  root = archives.resolve_cifar10_dir(REAL_CIFAR10)
   x, y = data.load_labelled("cifar10_local", "test", _cfg(cifar10_dir=str(root)), max_examples=200)
   assert x.shape == (200, 32, 32, 3) and x.dtype == np.uint8
   assert y.min() >= 0 and y.max() <= 9 and len(np.unique(y)) == 10
   assert 60 < x.mean() < 200  # natural images, not zeros or noise-free constants
-  full_x, full_y = sources.load_cifar10(root, "test")
+  full_x, full_y = archives.load_cifar10(root, "test")
   assert full_x.shape == (10000, 32, 32, 3) and np.bincount(full_y).tolist() == [1000] * 10
 
 
 @needs_real_cifar
 def test_real_cifar10_md5():
-  sources.verify_cifar10_md5(Path(REAL_CIFAR10))
+  archives.verify_cifar10_md5(Path(REAL_CIFAR10))
 
 
 # --- digits ----------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ def test_digits_resized_and_subsampled():
   x2, y2 = data.load_labelled("digits", "train", _cfg(), image_size=48, max_examples=100)
   np.testing.assert_array_equal(x, x2)
   assert len(np.unique(y)) == 10  # a random subset, not the first 100 in class order
-  full, _ = sources.load_digits("train")
+  full, _ = digits.load_digits("train")
   assert full.shape[0] == 1433
 
 
@@ -130,7 +130,7 @@ def test_digits_resized_and_subsampled():
 
 
 def test_imagenet100_class_list_is_the_cmc_subset():
-  wnids = sources.imagenet100_classes()
+  wnids = folders.imagenet100_classes()
   assert len(wnids) == 100 == len(set(wnids))
   assert wnids[:3] == ("n02869837", "n01749939", "n02488291") and wnids[-1] == "n02090622"
   assert all(len(w) == 9 and w[0] == "n" and w[1:].isdigit() for w in wnids)
@@ -186,7 +186,7 @@ def test_imagenet100_missing_folder_errors(tmp_path):
 
 
 def test_all_candidates_unreadable_is_an_error_not_a_short_batch(tmp_path):
-  class_dir = tmp_path / "train" / sources.imagenet100_classes()[0]
+  class_dir = tmp_path / "train" / folders.imagenet100_classes()[0]
   class_dir.mkdir(parents=True)
   for i in range(sources.MAX_CONSECUTIVE_BAD + 1):
     (class_dir / f"bad{i}.JPEG").write_bytes(b"junk")

@@ -22,19 +22,9 @@ import numpy as np
 
 from hjepa_jax import platform
 from hjepa_jax.data import archives, folders
-from hjepa_jax.data.archives import (  # noqa: F401  (re-exported: this module's former API)
-  CIFAR10_ENV_VAR,
-  CIFAR10_TEST_FILES,
-  CIFAR10_TRAIN_FILES,
-  _concat,
-  _read_cifar10_batch,
-  load_cifar10,
-  resolve_cifar10_dir,
-  verify_cifar10_md5,
-)
+from hjepa_jax.data.archives import _concat
 from hjepa_jax.data.catalog import FOLDER_NAMES, TFDS_NAMES, DataError
 from hjepa_jax.data.digits import load_digits
-from hjepa_jax.data.folders import IMAGENET100_CLASSES_FILE, imagenet100_classes  # noqa: F401  (re-exported)
 from hjepa_jax.data.validate import DatasetSpec, check_name
 
 _log = logging.getLogger(__name__)

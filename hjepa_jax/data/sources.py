@@ -13,19 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from hjepa_jax.data import augment
-from hjepa_jax.data.archives import (  # noqa: F401  (re-exported: this module's former API)
-  CIFAR10_ENV_VAR,
-  CIFAR10_TEST_FILES,
-  CIFAR10_TRAIN_FILES,
-  _concat,
-  _read_cifar10_batch,
-  load_cifar10,
-  resolve_cifar10_dir,
-  verify_cifar10_md5,
-)
+from hjepa_jax.data.archives import _concat
 from hjepa_jax.data.catalog import DataError
-from hjepa_jax.data.digits import load_digits  # noqa: F401  (re-exported)
-from hjepa_jax.data.folders import imagenet100_classes, record_skipped, skipped_files  # noqa: F401  (re-exported)
+from hjepa_jax.data.folders import imagenet100_classes
 
 _log = logging.getLogger(__name__)
 
