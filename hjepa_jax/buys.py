@@ -282,7 +282,8 @@ def render(records, base="base", source="", command="", rows=GUIDE_ROWS, speed=(
     "k-NN@20 with the whole train split as the bank and a linear probe, both on the whole test split.",
     "- Differences in accuracy points, variant minus the run it is paired against on the same seed "
     "(same init, data order and masks), mean [Student-t 95% interval]. Time and memory: the mean per-seed ratio "
-    "(time from the runs' own steps/s, which other load on a shared machine enters; the step benchmark's section "
+    "(time from the median of each run's logged steps/s, which other load on a shared machine enters; the step "
+    "benchmark's section "
     "measures speed alone).",
     "- Verdicts: a gain is **confirmed** when its interval lies above 0 and **contradicted** when below; "
     "**not at this scale** when the interval contains 0. A setting that should cost nothing is confirmed when "

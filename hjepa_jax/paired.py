@@ -36,7 +36,7 @@ import sys
 import numpy as np
 
 from hjepa_jax import ablation, jsonfile, report
-from hjepa_jax.tools import figures
+from hjepa_jax.tools import figures, monitor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH_EVALUATE = os.path.join(ROOT, "launch", "evaluate.py")
@@ -201,6 +201,8 @@ def run_facts(workdir):
   for key, name in (("run/steps_per_sec", "train/steps_per_sec"), ("run/peak_memory_mb", "train/peak_memory_mb")):
     if _is_number(last.get(name)):
       metrics[key] = float(last[name])
+  if (rate := median_logged_rate(text)) is not None:
+    metrics["run/steps_per_sec"] = rate
   if log["wall_s"]:
     metrics["run/wall_s"] = round(float(log["wall_s"]), 1)
   epochs = last.get("train/epoch")
@@ -215,6 +217,14 @@ def run_facts(workdir):
     "metrics": metrics,
     "backend": log["backend"],
   }
+
+
+def median_logged_rate(text):
+  """The median steps/s of a training log's progress lines (every session), or None without any. Why not the
+  summary's: that is the last window's rate, so a test suite or a compile beside its final minute moves a run's
+  cost by 2x; the median of the whole run is what the run's time cost was."""
+  rates = [r.steps_per_sec for r in monitor.parse_log(text).records if math.isfinite(r.steps_per_sec)]
+  return float(np.median(rates)) if rates else None
 
 
 def _is_number(v):

@@ -220,6 +220,18 @@ def test_paired_difference():
 # ---------------------------------------------------------------------------------------------
 
 
+def test_run_cost_is_the_median_logged_rate_not_the_last_window(tmp_path):
+  """A run's steps/s is the median over its progress lines (every session): a slow last window moves nothing."""
+  fake_run(str(tmp_path))
+  lines = [
+    f"2025-01-01 10:0{i}:00,000 INFO step {50 * (i + 1)}/{STEPS} | loss 0.5 | {r} steps/s"
+    for i, r in enumerate((2.0, 3.0, 2.5, 0.4))
+  ]
+  _write(os.path.join(tmp_path, "logs", "training.log"), LOG.format(wd=tmp_path, steps=STEPS) + "\n".join(lines))
+  assert paired.run_facts(str(tmp_path))["metrics"]["run/steps_per_sec"] == 2.25  # the summary's window says 4.0
+  assert paired.median_logged_rate("no progress lines") is None
+
+
 def test_grid_known_answers_and_report(tmp_path):
   fakes = Fakes()
   records = _grid(tmp_path, fakes)
