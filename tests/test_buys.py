@@ -194,7 +194,7 @@ def test_the_page_has_a_speed_section_per_report(tmp_path):
   assert proc.returncode == 1 and "not a step benchmark's benchmark.json" in proc.stderr + proc.stdout
 
 
-@pytest.mark.parametrize("config", ["conservative", "aggressive", "cifar10"])
+@pytest.mark.parametrize("config", ["conservative", "aggressive", "cifar10", "folder"])
 def test_seed_configs_cite_the_rows_of_the_switches_they_turn_on(config):
   path = os.path.join(ROOT, "configs", f"{config}.py")
   with open(path) as f:

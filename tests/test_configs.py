@@ -12,6 +12,8 @@ from hjepa_jax.config import ConfigError
 from hjepa_jax.data import DataError
 from hjepa_jax.platform import Platform
 
+from tests import _data
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 CPU = Platform(backend="cpu", device_kind="cpu", num_devices=1, process_count=1)
@@ -203,3 +205,29 @@ def test_a_bug_while_building_keeps_its_traceback(monkeypatch):
     experiment.prepare(offline(load(os.path.join(ROOT, "configs", "smoke.py"))), CPU)
   assert not isinstance(e.value, ConfigError)
   assert any(tb.name == "broken" for tb in e.traceback)
+
+
+@pytest.mark.parametrize("size", [64, 96])
+def test_folder_config_reads_your_folder_on_the_8x8_grid_with_the_contrastive_term(tmp_path, size):
+  """configs/folder.py: the recipe on your own folder, any multiple of 8 px on CIFAR-10's 8x8 grid."""
+  _data.write_image_folder(tmp_path, per_class=8, size=(size + 10, size))
+  cfg = load(os.path.join(ROOT, "configs", "folder.py"), f"cpu,size={size}")
+  cfg.data.image_folder.dir = str(tmp_path)
+  cfg.data.batch_size = 8
+  exp, reader = experiment.prepare(cfg, CPU)
+  assert reader.unread() == []
+  assert exp.step_spec.masks.grid == (8, 8) and cfg.model.patch_size == size // 8
+  assert exp.step_spec.views.contrastive_weight == 0.1 and cfg.data.datasets == ("image_folder",)
+  jepa_alone = load(os.path.join(ROOT, "configs", "cifar10.py"), "cpu")
+  assert cfg.model.to_dict() | {"patch_size": 4} == jepa_alone.model.to_dict()  # the model of configs/cifar10.py
+
+
+@pytest.mark.parametrize("arg, match", [("size=60", "multiple of 8, got size=60"), ("sise=64", "unknown config")])
+def test_folder_config_refuses_a_size_off_the_grid(arg, match):
+  with pytest.raises(ConfigError, match=match):
+    load(os.path.join(ROOT, "configs", "folder.py"), arg)
+
+
+def test_folder_config_without_a_folder_says_which_flag_to_give():
+  with pytest.raises(DataError, match=r"--config\.data\.image_folder\.dir=ROOT"):
+    experiment.prepare(load(os.path.join(ROOT, "configs", "folder.py"), "cpu"), CPU)
