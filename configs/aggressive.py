@@ -8,19 +8,21 @@ clip 1.0, remat, fused attention + LayerScale, light DeiT-III augmentation, hier
 1.0/0.8/0.6, Feature Pyramid Network and a contrastive term. The seed guide's targets (M1 Max):
 10-12 min/epoch, 7-8.5 h; linear probe 65-78%, k-NN (k=20) 60-73%.
 
-That time cannot be met. One update is 3168 GFLOP of model FLOPs for 64 images (two views each for
-the contrastive term), 49.5 GFLOP per image (`launch/plan.py`: XLA's count of the unrolled update;
-remat's recomputation not counted); an epoch of ImageNet-100 (126,689 images) is 6.27 PFLOP. At 100%
-of the M1 Max GPU's 10.4 TFLOP/s float32 peak an epoch takes 10.0 min and 40 epochs 6.7 h; at the
-40% utilisation the planner assumes (devices.PLANNING_UTILISATION, the reasoning there) 25 min per
-epoch and 16.7 h in all, more with remat recomputing each block's forward in the backward pass.
+That time cannot be met. One update is 2451 GFLOP of model FLOPs for 64 images (two views each for
+the contrastive term), 38.3 GFLOP per image (`launch/plan.py`: XLA's count of the unrolled update, with
+the schema's joint predictor layout; remat's recomputation not counted); an epoch of ImageNet-100
+(126,689 images) is 4.85 PFLOP. At 100% of the M1 Max GPU's 10.4 TFLOP/s float32 peak an epoch takes
+7.8 min and 40 epochs 5.2 h; at the 40% utilisation the planner assumes (devices.PLANNING_UTILISATION,
+the reasoning there) 19 min per epoch and 13.0 h in all, more with remat recomputing each block's forward
+in the backward pass.
 
 `:budget=8h` is the recipe that fits N hours by the same arithmetic: 160 px instead of 224 (10x10
-patches: 26.8 GFLOP per image, 3.39 PFLOP per epoch, 13.6 min per epoch at 40% of the M1 Max), remat
+patches: 20.4 GFLOP per image, 2.58 PFLOP per epoch, 10.3 min per epoch at 40% of the M1 Max), remat
 off (the same values with less compute; XLA's buffers of the update stay a few GiB, far below the 32 GB
 the seed machine has) and as many of the 40 epochs as fit in BUDGET_SHARE (90%) of the budget: for
-8 h, floor(0.9 x 28,800 s x 4.16 TFLOP/s / 3.39 PFLOP) = 31 epochs, predicted 7.0 h; warmup scales
-with it and time_budget_hours is set to the budget (the run warns if the night is slower).
+8 h, floor(0.9 x 28,800 s x 4.16 TFLOP/s / 2.58 PFLOP) = 41, so all 40 epochs, predicted 6.9 h; warmup
+scales with the epochs where fewer fit, and time_budget_hours is set to the budget (the run warns if the
+night is slower).
 
 The FPN adds top-down per-level corrections to the predictions; the contrastive term is InfoNCE
 between two augmented views of each image (the pipeline then delivers both). Multi-crop stays off
@@ -29,8 +31,8 @@ Drop a phase-3 feature with --config.model.fpn.enabled=False or --config.loss.co
 
 What its switches buy, measured with intervals: docs/switch_buys.md, the rows "LayerScale", "DeiT III
 augmentation (light)", "Feature Pyramid Network", "Contrastive component", "Flash attention (XLA's fused
-path)" and "Gradient checkpointing" (tests/test_buys.py keeps this list equal to the switches this config
-turns on).
+path)", "Gradient checkpointing" and "Predictor layout: joint instead of per_block" (tests/test_buys.py keeps
+this list equal to the switches this config turns on).
 """
 
 from hjepa_jax.config import base_config, parse_arg
@@ -40,7 +42,7 @@ from hjepa_jax.devices import budget_hours, epochs_within
 # of the unrolled update, 64 images, `python launch/plan.py --config=configs/aggressive.py:budget=8h`), the
 # seed's epoch (ImageNet-100 train) and machine, and the share of the budget planned for training.
 BUDGET_IMAGE_SIZE = 160
-BUDGET_GFLOP_PER_IMAGE = 26.79
+BUDGET_GFLOP_PER_IMAGE = 20.39
 SEED_IMAGES_PER_EPOCH = 126_689
 SEED_CHIP = "Apple M1 Max GPU"
 BUDGET_SHARE = 0.9

@@ -68,7 +68,6 @@ def get_config(arg=None):
     c.model.width, c.model.depth, c.model.num_heads, c.model.patch_size = 192, 12, 3, 4
     c.model.predictor.width, c.model.predictor.depth, c.model.predictor.num_heads = 192, 6, 6
     c.model.dtype = "bfloat16"
-  c.model.predictor.layout = "joint"  # the context processed once for the 4 target blocks
   c.loss.num_hierarchies = arg["levels"]
   c.loss.hierarchy_weights = LEVEL_WEIGHTS[: arg["levels"]]
 

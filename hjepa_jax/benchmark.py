@@ -44,6 +44,7 @@ MODELS = {
       "model.predictor.width": 192,
       "model.predictor.depth": 6,
       "model.predictor.num_heads": 3,
+      "model.predictor.layout": "per_block",  # I-JEPA's (the schema's default is joint)
       "loss.num_hierarchies": 1,
       "loss.hierarchy_weights": (1.0,),
     },
@@ -305,6 +306,8 @@ def reference_args(cfg):
     notes.append(f"ours predicts {cfg.loss.num_hierarchies} hierarchy levels (the reference: 1)")
   if p.num_heads != dims["num_heads"]:
     notes.append(f"our predictor has {p.num_heads} heads (the reference's: the encoder's {dims['num_heads']})")
+  if note := layout_note(p.layout):
+    notes.append(note)
   on = [k for k in ("layerscale", "rope") if cfg.model[k]] + (["fpn"] if cfg.model.fpn.enabled else [])
   on += [f"loss.{k}" for k in ("contrastive", "vicreg", "sigreg") if cfg.loss[k].weight]
   if on:
@@ -314,6 +317,13 @@ def reference_args(cfg):
   if other:
     notes.append(f"our mask.{', mask.'.join(other)} differ from the reference's MaskCollator")
   return args, notes
+
+
+def layout_note(layout):
+  """What a predictor layout changes against the reference's step (I-JEPA's per_block), or None."""
+  if layout in (None, "per_block"):
+    return None
+  return f"our predictor layout is {layout} (the reference's: one sequence per target block)"
 
 
 def reference_command(python, script, args, warmup, steps, threads=0):

@@ -24,7 +24,7 @@ import dataclasses
 import statistics
 
 from hjepa_jax import paired
-from hjepa_jax.benchmark import CELL_SETTINGS
+from hjepa_jax.benchmark import CELL_SETTINGS, layout_note
 
 GAIN, NO_COST = "gain", "no_cost"
 CONFIRMED, CONTRADICTED, NOT_HERE, PENDING = "confirmed", "contradicted", "not at this scale", "pending"
@@ -419,7 +419,8 @@ def render_speed(report, source=""):
       "|---|---:|---:|---|",
     ]
     for c in base:
-      notes = "; ".join(refs[c["model"]].get("notes") or []) or "nothing"
+      own = [n for n in [layout_note(c.get("layout"))] if n and n not in (refs[c["model"]].get("notes") or [])]
+      notes = "; ".join((refs[c["model"]].get("notes") or []) + own) or "nothing"
       lines.append(f"| {_context(c)} | {c['vs_reference']:.2f}x | {c['memory_vs_reference']:.2f}x | {notes} |")
   return "\n".join(lines) + "\n", measured
 

@@ -81,9 +81,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.rope_base = 100.0
   c.model.remat = "none"  # none | nothing_saveable | dots_with_no_batch_dims_saveable | ...
   c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
-  # layout: "per_block" (I-JEPA: one sequence per target block) | "joint" (one sequence per image, blocks
-  # kept apart by an attention mask: fewer FLOPs; docs/algorithm.md "Encoders and predictor").
-  c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6, layout="per_block"))
+  # layout: "joint" (one sequence per image, blocks kept apart by an attention mask: fewer FLOPs; 3 paired seeds
+  # score the same as per_block, docs/switch_buys.md) | "per_block" (I-JEPA: one sequence per target block);
+  # docs/algorithm.md "Encoders and predictor".
+  c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6, layout="joint"))
   # Feature Pyramid Network over the hierarchy levels (phase 3): lateral projections of each level's
   # predictions to feature_dim, top-down from the coarsest level, fused by add | concat.
   c.model.fpn = ml_collections.ConfigDict(dict(enabled=False, feature_dim=256, fusion="add"))

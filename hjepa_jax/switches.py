@@ -18,7 +18,7 @@ SWITCHES = {
   "model.dtype": ("changes", {"model.dtype": "bfloat16"}),
   "model.fpn.enabled": ("changes", {"model.fpn.enabled": True}),
   "model.fpn.fusion": ("changes", {"model.fpn.enabled": True, "model.fpn.fusion": "concat"}),
-  "model.predictor.layout": ("changes", {"model.predictor.layout": "joint"}),
+  "model.predictor.layout": ("changes", {"model.predictor.layout": "per_block"}),
   "mask.capacity": ("changes", {"mask.capacity": "exact"}),
   "loss.type": ("changes", {"loss.type": "mse"}),
   "loss.num_hierarchies": ("changes", {"loss.num_hierarchies": 3, "loss.hierarchy_weights": (1.0, 0.5, 0.25)}),

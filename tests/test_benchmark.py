@@ -182,7 +182,7 @@ def test_layouts_are_cells_and_one_at_a_time_keeps_the_base_and_its_neighbours()
   ]
   _, overrides = bench.cell_config(oaat[1], {})
   assert overrides["model.predictor.layout"] == "joint" and overrides["model.fused_attention"] is True
-  assert "model.predictor.layout" not in bench.cell_config(cells[0] | {"layout": None}, {})[1]
+  assert bench.cell_config(cells[0] | {"layout": None}, {})[1]["model.predictor.layout"] == "per_block"  # the recipe's
   # A layout is other work: its model FLOPs (and MFU) are its own.
   device = {"chip": "NVIDIA H200"}
   measured = [c | dict(status="ok", device=device, step_ms=10.0, flops_lowered=f) for c, f in zip(oaat, (4e12, 3e12))]
@@ -211,6 +211,9 @@ def test_reference_runs_the_same_model_and_names_what_still_differs():
   args, notes = bench.reference_args(bench.build_config(config, overrides))
   assert args == dict(model="vit_tiny", patch=16, img=224, batch=32, pred_depth=6, pred_dim=192, bf16=False)
   assert notes == []  # issue 11's setup is I-JEPA's step
+  config, overrides = bench.cell_config(dict(model="ti16_224", dtype="float32", attention="xla", remat="none"), {})
+  _, notes = bench.reference_args(bench.build_config(config, overrides | {"model.predictor.layout": "joint"}))
+  assert notes == ["our predictor layout is joint (the reference's: one sequence per target block)"]
   config, overrides = bench.cell_config(dict(model="s16_224", dtype="bfloat16", attention="xla", remat="none"), {})
   args, notes = bench.reference_args(bench.build_config(config, overrides))
   assert args["model"] == "vit_small" and args["batch"] == 128 and args["bf16"]

@@ -133,6 +133,7 @@ def _speed_report():
     cell(layout="joint", ms=(70.0, 80.0), memory=900.0, temp=3e9),
   ]
   cells[0].update(vs_reference=0.7, memory_vs_reference=1.5)
+  cells[3].update(vs_reference=1.0, memory_vs_reference=1.3)
   return {
     "command": ["launch/benchmark.py", "--models=ti16_224"],
     "started": "2026-12-04T12:00:00+00:00",
@@ -167,6 +168,8 @@ def test_the_page_has_a_speed_section_per_report(tmp_path):
   assert "| Gradient checkpointing | `remat=nothing_saveable` vs `none`; ti16_224, float32, attention xla, " in page
   assert "| 0.25x | confirmed |" in page and "| 1.46x [1.43, 1.50] |" in page
   assert "| ti16_224, float32, attention xla, remat none, layout per_block | 0.70x | 1.50x | nothing |" in page
+  joint = "| ti16_224, float32, attention xla, remat none, layout joint | 1.00x | 1.30x | our predictor layout is joint"
+  assert joint in page  # a cell's own layout is named beside the model's notes
   assert "Not measured on this machine: Flash attention (cuDNN)." in page  # no cuDNN cell
   failed = _speed_report()
   failed["bench"]["cells"][2].update(status="error", error="ValueError: boom\ntraceback")
