@@ -16,9 +16,10 @@ term (weight 0.1, JEPA still the main loss; "Contrastive component" in docs/swit
 
 Measured (BENCHMARKS.md "A 64 px image folder"): CIFAR-10 written as an Imagenette-sized folder (9,460 train /
 3,920 val images, upsampled to 64 px), `:cpu` at its default 16 epochs (1,168 steps of 128, ~9 min on the
-shared 2-core CPU), target encoder, whole val split: k-NN@20 0.394 against 0.290 at random init (+10.4);
-`configs/cifar10.py:cpu,epochs=16` with the same folder flags (JEPA alone) ends at 0.300 (+1.0). One seed; the
-accelerator default (150 epochs, about the steps of the H200 CIFAR-10 run on such a folder) is not measured.
+shared 2-core CPU), target encoder, whole val split, 3 paired seeds: k-NN@20 0.400, +9.8 [+8.4, +11.2] points
+over random init (linear +5.9 [+5.0, +6.9]); JEPA alone (`loss.contrastive.weight=0`, or configs/cifar10.py with
+the same folder flags) +0.9 [+0.6, +1.2]. The accelerator default (150 epochs, about the steps of the H200
+CIFAR-10 run on such a folder) is not measured.
 
 Of docs/switch_buys.md's rows this config turns on "Contrastive component", "Flash attention (XLA's fused
 path)" and "Predictor layout: joint instead of per_block" (tests/test_buys.py keeps this list equal to the
