@@ -319,11 +319,22 @@ def reference_args(cfg):
   return args, notes
 
 
+_LAYOUT_NOTE = "our predictor layout is "
+
+
 def layout_note(layout):
   """What a predictor layout changes against the reference's step (I-JEPA's per_block), or None."""
   if layout in (None, "per_block"):
     return None
-  return f"our predictor layout is {layout} (the reference's: one sequence per target block)"
+  return f"{_LAYOUT_NOTE}{layout} (the reference's: one sequence per target block)"
+
+
+def cell_notes(model_notes, layout):
+  """What differs between a cell and the reference: its model's notes (reference_args of the model's recipe),
+  with the cell's own predictor layout, where it sets one, in place of the recipe's."""
+  if not layout:
+    return list(model_notes)
+  return [n for n in model_notes if not n.startswith(_LAYOUT_NOTE)] + [n for n in [layout_note(layout)] if n]
 
 
 def reference_command(python, script, args, warmup, steps, threads=0):

@@ -24,7 +24,7 @@ import dataclasses
 import statistics
 
 from hjepa_jax import paired
-from hjepa_jax.benchmark import CELL_SETTINGS, layout_note
+from hjepa_jax.benchmark import CELL_SETTINGS, cell_notes
 
 GAIN, NO_COST = "gain", "no_cost"
 CONFIRMED, CONTRADICTED, NOT_HERE, PENDING = "confirmed", "contradicted", "not at this scale", "pending"
@@ -419,8 +419,7 @@ def render_speed(report, source=""):
       "|---|---:|---:|---|",
     ]
     for c in base:
-      own = [n for n in [layout_note(c.get("layout"))] if n and n not in (refs[c["model"]].get("notes") or [])]
-      notes = "; ".join((refs[c["model"]].get("notes") or []) + own) or "nothing"
+      notes = "; ".join(cell_notes(refs[c["model"]].get("notes") or [], c.get("layout"))) or "nothing"
       lines.append(f"| {_context(c)} | {c['vs_reference']:.2f}x | {c['memory_vs_reference']:.2f}x | {notes} |")
   return "\n".join(lines) + "\n", measured
 

@@ -214,6 +214,8 @@ def test_reference_runs_the_same_model_and_names_what_still_differs():
   config, overrides = bench.cell_config(dict(model="ti16_224", dtype="float32", attention="xla", remat="none"), {})
   _, notes = bench.reference_args(bench.build_config(config, overrides | {"model.predictor.layout": "joint"}))
   assert notes == ["our predictor layout is joint (the reference's: one sequence per target block)"]
+  assert bench.cell_notes(notes + ["x"], "per_block") == ["x"] and bench.cell_notes(["x"], "joint") == ["x", notes[0]]
+  assert bench.cell_notes(notes, None) == notes  # a cell without a layout runs its recipe's
   config, overrides = bench.cell_config(dict(model="s16_224", dtype="bfloat16", attention="xla", remat="none"), {})
   args, notes = bench.reference_args(bench.build_config(config, overrides))
   assert args["model"] == "vit_small" and args["batch"] == 128 and args["bf16"]
