@@ -38,9 +38,8 @@ def get_config(arg=None):
   if arg["size"] % GRID or arg["size"] < GRID:
     raise ConfigError(f"config argument 'size' must be a positive multiple of {GRID}, got size={arg['size']}")
   cifar10 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cifar10.py")
-  c = load_config(cifar10, f"cpu={arg['cpu']},levels={arg['levels']}")
-  c.total_epochs = arg["epochs"] or (16.0 if arg["cpu"] else 150.0)
-  c.optim.warmup_epochs = 0.1 * c.total_epochs
+  epochs = arg["epochs"] or (16.0 if arg["cpu"] else 150.0)  # configs/cifar10.py keeps warmup at 10% of it
+  c = load_config(cifar10, f"cpu={arg['cpu']},levels={arg['levels']},epochs={epochs}")
   c.data.datasets = ("image_folder",)
   c.data.eval_dataset = "image_folder"
   c.data.image_size = arg["size"]
