@@ -13,8 +13,10 @@ A verdict is read from the interval of each headline metric:
 - a feature claimed to gain: **confirmed** when the interval lies above 0, **contradicted** when it lies
   below 0, **not at this scale** when it contains 0 (the claim's range is then said to be inside the
   interval or outside it);
-- a setting claimed to cost nothing (the project's own speed-ups): **confirmed** when the interval contains
-  0, **contradicted** when it excludes 0 (the setting changes quality, either way);
+- a setting claimed to cost nothing (the project's own speed-ups): **confirmed** when the whole interval lies
+  within `EQUIVALENCE_POINTS` of 0 (an equivalence test: an interval that merely contains 0 is as often too
+  wide to tell, as two seeds' are), **contradicted** when it excludes 0 (the setting changes quality, either
+  way), **inconclusive** otherwise;
 - **pending** below two paired seeds.
 
 Plain Python: the records come from `paired`, the cell settings from `benchmark`; no jax, no TensorFlow.
@@ -28,6 +30,7 @@ from hjepa_jax.benchmark import CELL_SETTINGS, cell_notes
 
 GAIN, NO_COST = "gain", "no_cost"
 CONFIRMED, CONTRADICTED, NOT_HERE, PENDING = "confirmed", "contradicted", "not at this scale", "pending"
+INCONCLUSIVE = "inconclusive"
 KNN, LINEAR = paired.HEADLINE
 COST_METRICS = ("run/steps_per_sec", "run/peak_memory_mb")
 
@@ -95,6 +98,11 @@ GUIDE_ROWS = (
     expect=NO_COST,
   ),
 )
+
+# How close to 0 a no-cost setting's whole interval must lie, in accuracy points: the median of the gains the
+# guide promises for one switch (the midpoints of its ranges). "Costs nothing" then means: costs less than
+# what a typical switch is said to buy, so turning the speed-up on cannot undo a switch the user turned on.
+EQUIVALENCE_POINTS = statistics.median(sum(r.claim_points) / 2 for r in GUIDE_ROWS if r.claim_points)
 
 # The guide's rows this table cannot measure, and why: the dataset row needs a second dataset. (Its speed and
 # memory rows are measured by the step benchmark: SPEED_ROWS below.)
@@ -183,7 +191,9 @@ def verdict(row, diff):
     return PENDING
   lo, hi = diff["ci95"]
   if row.expect == NO_COST:
-    return CONFIRMED if lo <= 0 <= hi else CONTRADICTED
+    if -EQUIVALENCE_POINTS <= 100 * lo and 100 * hi <= EQUIVALENCE_POINTS:
+      return CONFIRMED
+    return CONTRADICTED if lo > 0 or hi < 0 else INCONCLUSIVE
   if lo > 0:
     return CONFIRMED
   return CONTRADICTED if hi < 0 else NOT_HERE
@@ -286,8 +296,10 @@ def render(records, base="base", source="", command="", rows=GUIDE_ROWS, speed=(
     "benchmark's section "
     "measures speed alone).",
     "- Verdicts: a gain is **confirmed** when its interval lies above 0 and **contradicted** when below; "
-    "**not at this scale** when the interval contains 0. A setting that should cost nothing is confirmed when "
-    "its interval contains 0. **pending**: fewer than two paired seeds.",
+    "**not at this scale** when the interval contains 0. A setting that should cost nothing is **confirmed** when "
+    f"its whole interval lies within +/-{EQUIVALENCE_POINTS:.2f} points (the median gain the guide promises for "
+    "one switch), **contradicted** when the interval excludes 0, **inconclusive** otherwise (too wide to tell). "
+    "**pending**: fewer than two paired seeds.",
     "",
     "| feature | switch | paired with | the guide's claim | k-NN@20 (points) | linear probe (points) | cost | seeds | verdict |",
     "|---|---|---|---|---:|---:|---|---:|---|",

@@ -62,6 +62,11 @@ def _diff(values, base):
   return paired_difference(dict(enumerate(values)), dict(enumerate(base)))
 
 
+def test_the_equivalence_margin_is_the_size_of_a_promised_gain():
+  promised = [p for r in buys.GUIDE_ROWS for p in r.claim_points]
+  assert min(promised) < buys.EQUIVALENCE_POINTS < max(promised)
+
+
 def test_verdicts_follow_the_interval():
   gain, no_cost = buys.GUIDE_ROWS[0], next(r for r in buys.GUIDE_ROWS if r.expect == buys.NO_COST)
   base = [0.40, 0.42, 0.41]
@@ -70,7 +75,8 @@ def test_verdicts_follow_the_interval():
   assert buys.verdict(gain, down) == buys.CONTRADICTED
   assert buys.verdict(gain, noise) == buys.NOT_HERE
   assert buys.verdict(gain, _diff([0.42], [0.40])) == buys.PENDING  # one seed: no interval
-  assert buys.verdict(no_cost, noise) == buys.CONFIRMED
+  assert buys.verdict(no_cost, noise) == buys.INCONCLUSIVE  # contains 0, but +/-2.9 points wide: cannot tell
+  assert buys.verdict(no_cost, _diff([0.401, 0.419, 0.411], base)) == buys.CONFIRMED  # +/-0.3 points
   assert buys.verdict(no_cost, down) == buys.verdict(no_cost, up) == buys.CONTRADICTED
   assert buys.claim_inside(gain, up) is False  # +2 points every seed: LayerScale promises 0.5-1
   assert buys.claim_inside(gain, _diff([0.405, 0.43, 0.42], base)) is True  # +0.5, +1, +1 points
