@@ -25,6 +25,7 @@ Plain Python: the records come from `paired`, the cell settings from `benchmark`
 import dataclasses
 import statistics
 
+from hjepa_jax import config as config_lib
 from hjepa_jax import paired
 from hjepa_jax.benchmark import CELL_SETTINGS, cell_notes
 
@@ -174,9 +175,8 @@ def config_rows(cfg):
 
 
 def _get(cfg, dotted):
-  for part in dotted.split("."):
-    cfg = cfg[part]
-  return cfg
+  node, leaf = config_lib.parent_and_leaf(cfg, dotted)
+  return node[leaf]
 
 
 def _budget(budget):

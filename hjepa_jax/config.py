@@ -169,12 +169,18 @@ def _leaves(cfg, prefix=""):
       yield path, value
 
 
-def _field_type(cfg, path):
+def parent_and_leaf(cfg, dotted):
+  """(the node holding `dotted`'s last part, that part): `node[leaf]` reads or sets the key "a.b.c" of `cfg`."""
+  *parents, leaf = dotted.split(".")
   node = cfg
-  parts = path.split(".")
-  for p in parts[:-1]:
-    node = node[p]
-  return node.get_type(parts[-1]) if isinstance(node, ml_collections.ConfigDict) else type(node[parts[-1]])
+  for part in parents:
+    node = node[part]
+  return node, leaf
+
+
+def _field_type(cfg, path):
+  node, leaf = parent_and_leaf(cfg, path)
+  return node.get_type(leaf) if isinstance(node, ml_collections.ConfigDict) else type(node[leaf])
 
 
 def unknown_key(path, known):
@@ -300,10 +306,7 @@ def resolve_steps(cfg, name, steps_per_epoch, *, allow_zero=False):
   are read. Zero is refused unless `allow_zero` (there it turns the action off): `total_steps=0`
   must not quietly train one step.
   """
-  *parents, leaf = name.split(".")
-  node = cfg
-  for part in parents:
-    node = node[part]
+  node, leaf = parent_and_leaf(cfg, name)
   steps, epochs = node[f"{leaf}_steps"], node[f"{leaf}_epochs"]
   least = 0 if allow_zero else 1
   if steps is not None:

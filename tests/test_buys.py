@@ -34,10 +34,7 @@ def test_every_row_is_a_tested_switch_that_the_base_recipe_accepts(row):
   cfg = config_lib.load_config(os.path.join(ROOT, "configs", "cifar10.py"), "cpu,epochs=4")
   with cfg.unlocked():
     for key, value in row.overrides.items():
-      node = cfg
-      *parents, leaf = key.split(".")
-      for p in parents:
-        node = node[p]
+      node, leaf = config_lib.parent_and_leaf(cfg, key)
       assert node[leaf] != value, f"{key} is already {value!r} in the base recipe: the row would flip nothing"
       node[leaf] = value
   config_lib.check_schema(cfg)

@@ -8,7 +8,7 @@ import pytest
 
 from hjepa_jax import config as config_lib
 from hjepa_jax import experiment
-from hjepa_jax.config import ConfigError
+from hjepa_jax.config import ConfigError, parent_and_leaf
 from hjepa_jax.data import DataError
 from hjepa_jax.platform import Platform
 
@@ -83,10 +83,7 @@ def test_a_misspelt_key_fails_with_a_suggestion():
 )
 def test_bad_values_fail_naming_the_key(key, value, fragment):
   cfg = offline(load(os.path.join(ROOT, "configs", "smoke.py")))
-  node = cfg
-  *parents, leaf = key.split(".")
-  for p in parents:
-    node = node[p]
+  node, leaf = parent_and_leaf(cfg, key)
   with cfg.ignore_type():
     node[leaf] = value
   with pytest.raises((ConfigError, ValueError, DataError), match=fragment):
@@ -153,10 +150,7 @@ def test_aggressive_builds_its_phase3_features():
 )
 def test_view_and_fpn_switches_that_would_do_nothing_fail_by_name(key, value, match):
   cfg = offline(load(os.path.join(ROOT, "configs", "smoke.py")))
-  node = cfg
-  *parents, leaf = key.split(".")
-  for p in parents:
-    node = node[p]
+  node, leaf = parent_and_leaf(cfg, key)
   node[leaf] = value
   with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*" + match):
     experiment.prepare(cfg, CPU)
