@@ -14,9 +14,9 @@ A verdict is read from the interval of each headline metric:
   below 0, **not at this scale** when it contains 0 (the claim's range is then said to be inside the
   interval or outside it);
 - a setting claimed to cost nothing (the project's own speed-ups): **confirmed** when the whole interval lies
-  within `EQUIVALENCE_POINTS` of 0 (an equivalence test: an interval that merely contains 0 is as often too
-  wide to tell, as two seeds' are), **contradicted** when it excludes 0 (the setting changes quality, either
-  way), **inconclusive** otherwise;
+  within `EQUIVALENCE_POINTS` of 0 (an equivalence test: an interval that merely contains 0 may be too wide
+  to tell anything, as two seeds' often are), else **contradicted** when it excludes 0 (the setting changes
+  quality, either way), else **inconclusive**;
 - **pending** below two paired seeds.
 
 Plain Python: the records come from `paired`, the cell settings from `benchmark`; no jax, no TensorFlow.
@@ -102,7 +102,7 @@ GUIDE_ROWS = (
 
 # How close to 0 a no-cost setting's whole interval must lie, in accuracy points: the median of the gains the
 # guide promises for one switch (the midpoints of its ranges). "Costs nothing" then means: costs less than
-# what a typical switch is said to buy, so turning the speed-up on cannot undo a switch the user turned on.
+# what a typical switch is said to buy, so the speed-up does not cancel a typical switch's promised gain.
 EQUIVALENCE_POINTS = statistics.median(sum(r.claim_points) / 2 for r in GUIDE_ROWS if r.claim_points)
 
 # The guide's rows this table cannot measure, and why: the dataset row needs a second dataset. (Its speed and
