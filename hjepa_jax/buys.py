@@ -105,8 +105,8 @@ GUIDE_ROWS = (
 # what a typical switch is said to buy, so the speed-up does not cancel a typical switch's promised gain.
 EQUIVALENCE_POINTS = statistics.median(sum(r.claim_points) / 2 for r in GUIDE_ROWS if r.claim_points)
 
-# The guide's rows this table cannot measure, and why: the dataset row needs a second dataset. (Its speed and
-# memory rows are measured by the step benchmark: SPEED_ROWS below.)
+# The guide's rows this table cannot measure, and why: the dataset row needs natural images beside the evaluation
+# set's. (Its speed and memory rows are measured by the step benchmark: SPEED_ROWS below.)
 UNMEASURED = (
   (
     "ImageNet-100 in the mix",
