@@ -28,9 +28,9 @@ The run's own start-up check (time_budget_hours, set to the budget) warns if the
 Our own measurements are in BENCHMARKS.md. Fallbacks are one override each, see README "Fallback
 plans". Variants: `:model=Ti/16`, `:local`, `:budget=8h`.
 
-What its switches buy, measured with intervals: docs/switch_buys.md, the rows "LayerScale", "Flash
-attention (XLA's fused path)" and "Predictor layout: joint instead of per_block" (tests/test_buys.py keeps this
-list equal to the switches this config turns on).
+What its switches buy, measured with intervals: docs/switch_buys.md, the rows "LayerScale", "Second dataset in
+the mix" (STL-10 beside CIFAR-10), "Flash attention (XLA's fused path)" and "Predictor layout: joint instead of
+per_block" (tests/test_buys.py keeps this list equal to the switches this config turns on).
 """
 
 from hjepa_jax.config import base_config, parse_arg

@@ -17,8 +17,11 @@ LAUNCH_MAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 
 def _flag(key, value):
+  """`--config.key=value` as config_flags parses it: a tuple's strings quoted (unquoted, `(a@b:0.5,c)` fails)."""
   if isinstance(value, (tuple, list)):
-    value = "(" + ",".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    value = (
+      "(" + ",".join(repr(v) if isinstance(v, str) else str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    )
   return f"--config.{key}={value}"
 
 

@@ -21,6 +21,7 @@ from hjepa_jax import platform as platform_lib
 from hjepa_jax import stepbench
 from hjepa_jax.config import ConfigError
 from hjepa_jax.data import DataError
+from hjepa_jax.data.order import epoch_length
 from hjepa_jax.data.validate import check_data_config
 from hjepa_jax.model.vit import VARIANTS, parse_variant
 
@@ -112,7 +113,7 @@ def epoch_size(data_cfg):
     missing = [(x.name, x.split) for x in entries if (x.name, x.split) not in CATALOGUE_SIZES]
     if missing:
       raise DataError(f"cannot plan without the data: no catalogue size for {missing} in plan.py ({e})") from None
-    n = sum(CATALOGUE_SIZES[(x.name, x.split)] for x in entries)
+    n = epoch_length(data_cfg, [CATALOGUE_SIZES[(x.name, x.split)] for x in entries])
     return n, f"catalogue size (data not present: {str(e).split('. ')[0]})"
 
 

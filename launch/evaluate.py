@@ -27,8 +27,8 @@ _EVAL_TYPES = flags.DEFINE_list("eval_types", ["all"], "all, or a subset of knn,
 _DATASET = flags.DEFINE_string(
   "dataset",
   None,
-  "Labelled dataset to evaluate on (default: the run's data.eval_dataset): cifar10, cifar10_local, "
-  "cifar100_local, stl10, stl10_local, imagenet100, image_folder or digits.",
+  "Labelled dataset to evaluate on (default: the run's data.eval_dataset): one of hjepa_jax.data.DATASET_NAMES "
+  "(cifar10, cifar10_local, cifar100_local, stl10, stl10_local, fashion_mnist_local, imagenet100, image_folder, ...).",
 )
 _DATA_DIR = flags.DEFINE_string(
   "data_dir",

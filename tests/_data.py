@@ -2,6 +2,7 @@
 real layouts (CIFAR-10/100 python pickles, STL-10 binaries, ImageNet-100 and other image folders), for tests
 without downloads."""
 
+import gzip
 import pickle
 from pathlib import Path
 
@@ -156,6 +157,24 @@ def write_fake_stl10(
     else:
       (labels + 1).astype(np.uint8).tofile(root / f"{stem}_y.bin")
     out[split] = (images, labels)
+  return out
+
+
+def write_fake_fashion_mnist(
+  root: str | Path, counts: dict[str, int], seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Writes Fashion-MNIST's gzipped idx files ({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz), written from
+  the format's description (big-endian header: 0, 0, type 0x08, ndim, then each dimension as uint32).
+  Returns split -> (grey images [n, 28, 28], labels)."""
+  root, out = Path(root), {}
+  for split, images, labels in _random_splits(root, counts, 28, 10, seed):
+    grey = images[..., 0]
+    prefix = "train" if split == "train" else "t10k"
+    for kind, array in (("images-idx3", grey), ("labels-idx1", labels.astype(np.uint8))):
+      header = bytes([0, 0, 8, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+      with gzip.open(root / f"{prefix}-{kind}-ubyte.gz", "wb") as f:
+        f.write(header + array.tobytes())
+    out[split] = (grey, labels)
   return out
 
 

@@ -1,5 +1,7 @@
-"""The seed datasets offline from their official release files: STL-10 binaries and CIFAR-100 pickles, found by
-config key or environment variable, on both input paths."""
+"""Datasets offline from their official release files: STL-10 binaries, CIFAR-100 pickles and Fashion-MNIST idx
+files, found by config key or environment variable, on both input paths."""
+
+import gzip
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import hjepa_jax.data as data
 from hjepa_jax.data import archives
 from tests._data import data_cfg as _cfg
 from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
-from tests._data import write_fake_cifar100, write_fake_stl10
+from tests._data import write_fake_cifar100, write_fake_fashion_mnist, write_fake_stl10
 
 
 def test_stl10_binary_layout_is_column_major(tmp_path):
@@ -66,6 +68,40 @@ def test_cifar100_local_reads_fine_labels(tmp_path, monkeypatch):
   data.clear_cache()
   with pytest.raises(data.DataError, match=r"missing meta.*cifar-100-python"):
     data.pretrain_num_examples(_cfg(datasets=("cifar100_local",)))
+
+
+def test_fashion_mnist_local_reads_idx_files_as_grey_rgb(tmp_path, monkeypatch):
+  written = write_fake_fashion_mnist(tmp_path, {"train": 6, "test": 3})
+  monkeypatch.setenv("HJEPA_FASHION_MNIST_DIR", str(tmp_path))
+  cfg = _cfg(datasets=("fashion_mnist_local",), eval_dataset="fashion_mnist_local", batch_size=2)
+  assert data.pretrain_num_examples(cfg) == 6 and data.num_classes("fashion_mnist_local") == 10
+  for split, (grey, labels) in written.items():
+    x, y = data.load_labelled("fashion_mnist_local", split, cfg, image_size=28)
+    np.testing.assert_array_equal(x, np.repeat(grey[..., None], 3, axis=-1))  # native size: no resampling
+    np.testing.assert_array_equal(y, labels)
+  for pipeline in ("tfdata", "device"):  # 28 px sources cropped and resized to image_size on both paths
+    cfg.pipeline = pipeline
+    it = data.make_device_iterator(cfg, seed=0) if pipeline == "device" else data.make_pretrain_iterator(cfg, seed=0)
+    assert np.asarray(next(it)["image"]).shape == (2, 32, 32, 3)
+
+
+def test_fashion_mnist_local_bad_files_say_what_to_do(tmp_path):
+  with pytest.raises(data.DataError, match=r"missing train-images.*data.fashion_mnist_dir.*dataset-fashion-mnist"):
+    data.pretrain_num_examples(_cfg(fashion_mnist_dir=str(tmp_path), datasets=("fashion_mnist_local",)))
+  write_fake_fashion_mnist(tmp_path, {"train": 4})
+  with gzip.open(tmp_path / "train-labels-idx1-ubyte.gz", "wb") as f:  # 3 labels for 4 images
+    f.write(bytes([0, 0, 8, 1]) + np.asarray([3], ">u4").tobytes() + bytes(3))
+  with pytest.raises(data.DataError, match="3 labels for the 4 images"):
+    data.load_labelled("fashion_mnist_local", "train", _cfg(fashion_mnist_dir=str(tmp_path)))
+  data.clear_cache()
+  with gzip.open(tmp_path / "train-labels-idx1-ubyte.gz", "wb") as f:  # a header that promises more than follows
+    f.write(bytes([0, 0, 8, 1]) + np.asarray([9], ">u4").tobytes() + bytes(4))
+  with pytest.raises(data.DataError, match=r"the header says \(9,\), but 4 values follow"):
+    data.load_labelled("fashion_mnist_local", "train", _cfg(fashion_mnist_dir=str(tmp_path)))
+  data.clear_cache()
+  (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+  with pytest.raises(data.DataError, match="Cannot read idx file"):
+    data.load_labelled("fashion_mnist_local", "train", _cfg(fashion_mnist_dir=str(tmp_path)))
 
 
 def test_offline_datasets_mix_and_evaluate(tmp_path):

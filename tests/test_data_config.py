@@ -90,6 +90,7 @@ def test_num_classes():
     "imagenet100": 100,
     "imagenet100_tfds": 100,
     "digits": 10,
+    "fashion_mnist_local": 10,
   }
   with pytest.raises(DataError, match="depends on its folder"):  # tests/test_data_folder.py counts them
     num_classes("image_folder")

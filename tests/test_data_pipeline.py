@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import hjepa_jax.data as data
+from hjepa_jax.data.order import mixture_order
 from hjepa_jax.data.pipeline import MixtureOrder
+from hjepa_jax.data.validate import parse_datasets
 from tests._data import fresh_cache  # noqa: F401  (autouse: an empty dataset cache per test)
 from tests._data import write_fake_cifar10
 
@@ -126,6 +128,24 @@ def test_single_source_epochs_are_permutations_and_differ():
   sl = order.slice(45, 10)
   assert sl["epoch"].tolist() == [0] * 5 + [1] * 5 and sl["offset"].tolist() == [45, 46, 47, 48, 49, 0, 1, 2, 3, 4]
   np.testing.assert_array_equal(sl["example"], np.concatenate([e0[45:], e1[:5]]))
+
+
+def test_epoch_examples_fixes_the_epoch_whatever_the_mixture():
+  """data.epoch_examples: the steps per epoch (so every epoch-based duration) stay those of the base dataset
+  when a second one joins, and the draws are still shared by weight, without repeats within a pass."""
+  mixed = _cfg(datasets=("digits:0.5", "digits@test:0.5"))
+  assert data.pretrain_num_examples(mixed) == DIGITS_TRAIN + 364
+  mixed.epoch_examples = DIGITS_TRAIN
+  assert data.pretrain_num_examples(mixed) == DIGITS_TRAIN
+  order = mixture_order(mixed, [range(DIGITS_TRAIN), range(364)], parse_datasets(mixed.datasets), seed=0)
+  assert order.epoch_length == DIGITS_TRAIN and order.counts.tolist() == [717, 716]
+  sl = order.slice(0, DIGITS_TRAIN)
+  assert len(np.unique(sl["example"][sl["source"] == 0])) == 717  # no repeats within a pass of either source
+  assert len(np.unique(sl["example"][sl["source"] == 1][:364])) == 364
+  first = next(data.make_pretrain_iterator(mixed, seed=0))["image"]
+  assert first.shape == (64, 16, 16, 3)
+  with pytest.raises(data.DataError, match="epoch_examples"):
+    data.pretrain_num_examples(_cfg(epoch_examples=0))
 
 
 def test_order_depends_only_on_seed_and_epoch():

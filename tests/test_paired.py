@@ -146,6 +146,11 @@ def test_train_command():
     "--config.loss.hierarchy_weights=(1.0,)",
     "--config.mask.capacity=exact",
   ]
+  from ml_collections.config_flags import tuple_parser  # pylint: disable=g-import-not-at-top
+
+  mix = ("cifar10_local@train:0.5", "fashion_mnist_local@train:0.5")
+  flag = paired.train_command("c.py", "w", 0, {"data.datasets": mix})[-1]
+  assert tuple_parser.TupleParser().parse(flag.partition("=")[2]) == mix  # what main.py's config flag reads
   cmd = paired.train_command("c.py", "w", 0, {}, steps=50, extra_flags=["--config.data.batch_size=16"], niceness=10)
   assert cmd[:3] == ["nice", "-n", "10"]
   assert cmd[-2:] == ["--config.total_steps=50", "--config.data.batch_size=16"]

@@ -4,12 +4,13 @@
   catalog.py   DataError and the dataset catalogue (a leaf: imports nothing from the package)
   validate.py  every check of a `config.data` value
   local.py     the `Source` cache: dataset name -> loader
-  archives.py  CIFAR-10/100 pickles and STL-10 binaries from their official release files
+  archives.py  CIFAR-10/100 pickles, STL-10 binaries and Fashion-MNIST idx files from their official release files
   digits.py    scikit-learn's bundled digits, for smoke runs
   folders.py   image folders (image_folder, imagenet100): listing, classes, hold-out, PIL decoding
   sources.py   TFDS datasets and decoding image files in tf.data
   augment.py   TensorFlow image ops: resizing, random-resized crops, flips, 3-Augment, multi-crop views
-  pipeline.py  the pretraining stream: mixture order, exact resumption, host split, tf.data
+  order.py     the mixture order (numpy): epoch length, shares by weight, exact resumption
+  pipeline.py  the pretraining stream: exact resumption, host split, tf.data
   labelled.py  labelled evaluation splits
 
 Importing this package is cheap: TensorFlow is imported only when a pipeline

@@ -1,5 +1,6 @@
-"""The seed datasets from their official release files, offline and without TensorFlow: CIFAR-10 and CIFAR-100
-(python pickles) and STL-10 (the `stl10_binary/` files, the 100k unlabelled images included).
+"""Datasets from their official release files, offline and without TensorFlow: CIFAR-10 and CIFAR-100
+(python pickles), STL-10 (the `stl10_binary/` files, the 100k unlabelled images included) and Fashion-MNIST
+(the gzipped idx files; Debian's `dataset-fashion-mnist` package installs them in /usr/share/datasets/fashion-mnist).
 
 Each folder comes from its config key or else an environment variable (`LOCAL_DIRS`), and is checked for
 the files a split needs before anything is read, so a wrong path fails in a second saying which files are
@@ -8,6 +9,7 @@ tampered file cannot run code.
 """
 
 import dataclasses
+import gzip
 import hashlib
 import os
 import pickle
@@ -51,6 +53,16 @@ LOCAL_DIRS = {
     "the binary layout of stl10_binary.tar.gz (stl10_binary/)",
     {"train": ("train_X.bin", "train_y.bin"), "test": ("test_X.bin", "test_y.bin"), "unlabelled": ("unlabeled_X.bin",)},
   ),
+  "fashion_mnist_local": LocalDir(
+    "fashion_mnist_dir",
+    "HJEPA_FASHION_MNIST_DIR",
+    "the gzipped idx files of Zalando's release (Debian: apt install dataset-fashion-mnist, then "
+    "/usr/share/datasets/fashion-mnist)",
+    {
+      "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+      "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    },
+  ),
 }
 CIFAR10_ENV_VAR = LOCAL_DIRS["cifar10_local"].env_var
 
@@ -61,6 +73,7 @@ def configured_dir(name: str, data_cfg: Any) -> str | None:
     "cifar10_local": data_cfg.cifar10_dir,
     "cifar100_local": data_cfg.cifar100_dir,
     "stl10_local": data_cfg.stl10_dir,
+    "fashion_mnist_local": data_cfg.fashion_mnist_dir,
   }
   return configured[name] or os.environ.get(LOCAL_DIRS[name].env_var)
 
@@ -70,7 +83,7 @@ def _how_to_fix(name: str, files: tuple[str, ...]) -> str:
   tfds = name.replace("_local", "")
   alt = (
     f", or use dataset '{tfds}' with --config.data.tfds_data_dir=... where it has been prepared"
-    if tfds != "cifar100"
+    if tfds in ("cifar10", "stl10")
     else ""
   )
   return (
@@ -106,6 +119,8 @@ def load_local(name: str, root: Path, split: str) -> tuple[np.ndarray, np.ndarra
     return load_cifar10(root, split)
   if name == "cifar100_local":
     return _read_pickle(root / split, "fine_labels", "CIFAR-100", "cifar-100-python.tar.gz")
+  if name == "fashion_mnist_local":
+    return load_idx_pair(root, *LOCAL_DIRS[name].split_files[split])
   return load_stl10(root, split)
 
 
@@ -216,3 +231,35 @@ def load_stl10(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
       "values must be 1..10. Re-extract stl10_binary.tar.gz."
     )
   return images, labels
+
+
+# --- idx files (Fashion-MNIST; MNIST's layout) ----------------------------------------------------
+# Big-endian header: two zero bytes, the element type (0x08: uint8), the number of dimensions, then one
+# uint32 per dimension; the values follow row-major. Images: [N, 28, 28]; labels: [N].
+
+_IDX_UINT8 = 0x08
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+  """The uint8 array of one (gzipped) idx file with `ndim` dimensions."""
+  try:
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+      raw = f.read()
+  except (OSError, EOFError) as e:
+    raise DataError(f"Cannot read idx file {path}: {e!r}. Re-download or reinstall it.") from e
+  header = 4 + 4 * ndim
+  if len(raw) < header or raw[:2] != b"\0\0" or raw[2] != _IDX_UINT8 or raw[3] != ndim:
+    raise DataError(f"{path} is not an idx file of uint8 with {ndim} dimensions (header {raw[:4].hex()}).")
+  shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+  if len(raw) - header != int(np.prod(shape)):
+    raise DataError(f"{path}: the header says {shape}, but {len(raw) - header} values follow. Re-download it.")
+  return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def load_idx_pair(root: Path, images_file: str, labels_file: str) -> tuple[np.ndarray, np.ndarray]:
+  """uint8 images [N, H, W, 3] (grey repeated in R, G and B) and int32 labels of an idx image/label pair."""
+  grey = _read_idx(root / images_file, 3)
+  labels = _read_idx(root / labels_file, 1).astype(np.int32)
+  if len(labels) != len(grey):
+    raise DataError(f"{root / labels_file} has {len(labels)} labels for the {len(grey)} images of {images_file}.")
+  return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=-1)), labels

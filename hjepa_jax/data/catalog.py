@@ -25,6 +25,7 @@ DATASETS: dict[str, tuple[int | None, str, tuple[str, ...]]] = {
   "imagenet100_tfds": (100, "train", ("train", "val", "test")),
   "image_folder": (None, "train", ("train", "val", "test")),
   "digits": (10, "train", ("train", "test")),
+  "fashion_mnist_local": (10, "train", ("train", "test")),
 }
 
 DATASET_NAMES = tuple(DATASETS)
@@ -41,4 +42,5 @@ DIR_KEYS = {
   "imagenet100": "imagenet100_dir",
   "imagenet100_tfds": "tfds_data_dir",
   "image_folder": "image_folder.dir",
+  "fashion_mnist_local": "fashion_mnist_dir",
 }

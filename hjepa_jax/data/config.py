@@ -15,13 +15,18 @@ def default_data_config() -> ml_collections.ConfigDict:
   # Pretraining mixture: a tuple of strings "name[@split][:weight]". Names:
   # "cifar10" / "stl10" / "imagenet100_tfds" (TFDS; the last: imagenet2012's 100
   # ImageNet-100 classes, stored as squares like image folders), "cifar10_local" / "cifar100_local" (python-pickle
-  # folders), "stl10_local" (stl10_binary/ folder), "image_folder" (your own
+  # folders), "stl10_local" (stl10_binary/ folder), "fashion_mnist_local" (its
+  # gzipped idx files; 28 px grey), "image_folder" (your own
   # ROOT/<split>/<class>/*.jpg), "imagenet100" (an ImageNet folder, 100 CMC
   # classes), "digits" (bundled with scikit-learn).
   # Split defaults to "train" ("unlabelled+train" for stl10*); weights (> 0,
   # default 1) are normalised. Strings keep the config freezable. Example:
   # --config.data.datasets='("stl10:0.8", "cifar10_local@train:0.2")'
   c.datasets = ("cifar10_local@train:1.0",)
+  # Draws in one pretraining epoch; unset: the sum of the mixed datasets' sizes. Set it to keep an
+  # epoch-based schedule (total_epochs, warmup, checkpoints) the same length when datasets join the mixture,
+  # e.g. 50000 (CIFAR-10's epoch) with a second dataset mixed in; the weights still share the draws.
+  c.epoch_examples = config_dict.placeholder(int)
   # Output side length in pixels of every image the pipelines deliver.
   c.image_size = 32
   # GLOBAL batch size (all hosts together) of one optimizer micro-batch.
@@ -36,6 +41,9 @@ def default_data_config() -> ml_collections.ConfigDict:
   # Folder with the STL-10 binary layout (train_X.bin, train_y.bin, test_X.bin,
   # test_y.bin, unlabeled_X.bin); when unset, the HJEPA_STL10_DIR environment variable.
   c.stl10_dir = config_dict.placeholder(str)
+  # Folder with Fashion-MNIST's gzipped idx files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
+  # t10k-*); when unset, the HJEPA_FASHION_MNIST_DIR environment variable.
+  c.fashion_mnist_dir = config_dict.placeholder(str)
   # Dataset "image_folder": your own images, ROOT/<split>/<class>/*.{jpg,jpeg,png}
   # with splits train and optionally val and test ("test" means val without a test/).
   c.image_folder = ml_collections.ConfigDict(

@@ -36,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from hjepa_jax.data import views as V
 from hjepa_jax.data.local import load_mixture
-from hjepa_jax.data.order import MixtureOrder
+from hjepa_jax.data.order import MixtureOrder, mixture_order
 from hjepa_jax.data.validate import DataError, check_data_config
 
 _log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ def make_device_iterator(
     raise DataError(f"batch_size={global_batch} is not divisible by the {mesh.shape['data']} devices of the mesh.")
   views = V.ViewConfig.from_data_config(data_cfg, num_global=num_views)
   sources = load_mixture(data_cfg, entries, in_memory=True)
-  order = MixtureOrder([len(s) for s in sources], [e.weight for e in entries], seed)
+  order = mixture_order(data_cfg, sources, entries, seed)
   starved = [e.name for e, c in zip(entries, order.counts) if c == 0]
   if starved:
     raise DataError(f"Dataset(s) {starved} get no example per epoch at their weight; raise it or remove them.")

@@ -1,13 +1,13 @@
 """The order of the pretraining stream, a pure numpy function of (seed, epoch): shared by the tf.data path
 (`pipeline.py`) and the device path (`device.py`), and importable without TensorFlow.
 
-An epoch is `sum(sizes)` positions. Source k gets a fixed number of them,
-`weight_k * sum(sizes)` (largest-remainder rounding), at places given by a
+An epoch is `sum(sizes)` positions (or data.epoch_examples where set). Source k gets a fixed number of them,
+`weight_k * epoch_length` (largest-remainder rounding), at places given by a
 seeded shuffle. Within source k the examples come from an endless chain of
 seeded permutations of its indices, continued across epochs, so an up-weighted
 source repeats examples only after using each once and a down-weighted one
 still cycles through all of its examples over several epochs. With a single
-dataset an epoch is exactly one pass in a fresh random order.
+dataset and no data.epoch_examples an epoch is exactly one pass in a fresh random order.
 """
 
 import collections
@@ -41,12 +41,12 @@ def _allocate(total: int, weights: np.ndarray) -> np.ndarray:
 class MixtureOrder:
   """The deterministic example order of a weighted mixture of indexable sources."""
 
-  def __init__(self, sizes: list[int], weights: list[float], seed: int):
+  def __init__(self, sizes: list[int], weights: list[float], seed: int, epoch_length: int | None = None):
     if not sizes or min(sizes) <= 0:
       raise ValueError(f"every source needs at least one example, got sizes {sizes}")
     self.sizes = [int(n) for n in sizes]
     self.seed = int(seed)
-    self.epoch_length = sum(self.sizes)
+    self.epoch_length = int(epoch_length or sum(self.sizes))
     self.counts = _allocate(self.epoch_length, np.asarray(weights, np.float64) / np.sum(weights))
     self._lock = threading.Lock()
     self._epochs: collections.OrderedDict[int, tuple[np.ndarray, np.ndarray]] = collections.OrderedDict()
@@ -122,11 +122,23 @@ class MixtureOrder:
     return dict(source=source, example=example, epoch=epoch_, offset=offset_)
 
 
+def epoch_length(data_cfg: Any, sizes: list[int]) -> int:
+  """Draws in one pretraining epoch of a mixture of datasets of `sizes`: data.epoch_examples, else their sum."""
+  return int(data_cfg.epoch_examples or sum(sizes))
+
+
+def mixture_order(data_cfg: Any, sources: list, entries: list, seed: int) -> MixtureOrder:
+  """The order of the loaded `sources` of the checked mixture `entries` (both pipelines use this one)."""
+  sizes = [len(s) for s in sources]
+  return MixtureOrder(sizes, [e.weight for e in entries], seed, epoch_length(data_cfg, sizes))
+
+
 def pretrain_num_examples(data_cfg: Any) -> int:
-  """Examples in one pretraining epoch (after checking `data_cfg`): the sum of the mixed datasets' sizes.
+  """Examples in one pretraining epoch (after checking `data_cfg`): data.epoch_examples, else the sum of the
+  mixed datasets' sizes.
 
   With weights, an epoch is still that many draws, shared between datasets in
   proportion to their weights (see `MixtureOrder`), so an epoch-based schedule
   keeps its length when the weights change.
   """
-  return sum(len(s) for s in load_mixture(data_cfg, check_data_config(data_cfg)))
+  return epoch_length(data_cfg, [len(s) for s in load_mixture(data_cfg, check_data_config(data_cfg))])

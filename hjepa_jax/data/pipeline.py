@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from hjepa_jax.data import augment
 from hjepa_jax.data.local import Source, load_mixture
-from hjepa_jax.data.order import MixtureOrder, pretrain_num_examples  # noqa: F401  (pretrain_num_examples: API)
+from hjepa_jax.data.order import MixtureOrder, mixture_order, pretrain_num_examples  # noqa: F401  (pretrain_num_examples: API)
 from hjepa_jax.data.folders import record_skipped
 from hjepa_jax.data.sources import MAX_CONSECUTIVE_BAD, decode_with_fallback, skipped_paths
 from hjepa_jax.data.validate import DataError, check_data_config
@@ -198,7 +198,7 @@ def make_pretrain_iterator(
   parallel = tf.data.AUTOTUNE if data_cfg.num_parallel_calls == -1 else int(data_cfg.num_parallel_calls)
   prefetch = int(data_cfg.prefetch)
   sources = load_mixture(data_cfg, entries)
-  order = MixtureOrder([len(s) for s in sources], [e.weight for e in entries], seed)
+  order = mixture_order(data_cfg, sources, entries, seed)
   starved = [e.name for e, c in zip(entries, order.counts) if c == 0]
   if starved:
     raise DataError(

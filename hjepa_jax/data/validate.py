@@ -177,7 +177,7 @@ def check_data_config(data_cfg: Any) -> list[DatasetSpec]:
   mixture = parse_datasets(data_cfg.datasets)
   _require(data_cfg.image_size >= 8, "image_size", f"must be >= 8, got {data_cfg.image_size}")
   _require(data_cfg.batch_size >= 1, "batch_size", f"must be >= 1, got {data_cfg.batch_size}")
-  for key in ("cifar10_dir", "cifar100_dir", "stl10_dir", "imagenet100_dir", "tfds_data_dir"):
+  for key in sorted({k for k in DIR_KEYS.values() if "." not in k}):  # the folder keys (image_folder's: below)
     value = data_cfg[key]
     _require(value is None or isinstance(value, str), key, f"must be a path, got {value!r}")
   folder = data_cfg.image_folder
@@ -196,6 +196,12 @@ def check_data_config(data_cfg: Any) -> list[DatasetSpec]:
     f"must be 'skip' (unreadable image files skipped with a warning naming them) or 'error', got {data_cfg.corrupt_images!r}",
   )
   _require(isinstance(data_cfg.download, bool), "download", "must be True or False")
+  epoch = data_cfg.epoch_examples
+  _require(
+    epoch is None or (isinstance(epoch, int) and epoch >= 1),
+    "epoch_examples",
+    f"must be unset (the sum of the mixed datasets' sizes) or a count >= 1, got {epoch!r}",
+  )
   stored = data_cfg.max_stored_size
   _require(
     stored is None or stored >= data_cfg.image_size,
