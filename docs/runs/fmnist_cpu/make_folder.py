@@ -6,28 +6,27 @@
 Writes ROOT/train/<k>_<class>/NNNN.png (the first 946 train images of each class: 9,460, the size of
 Imagenette and of the CIFAR-10 stand-in above it) and ROOT/val/... (the WHOLE test split, 10,000), as the
 native 28 px grayscale PNGs: the pipeline converts them to RGB and resizes them to the config's image_size.
+(Dataset `fashion_mnist_local` reads the same files directly, all 60,000 train images.)
 """
 
-import gzip
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from hjepa_jax.data.archives import LOCAL_DIRS, load_idx_pair
 
 CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot")
 TRAIN_PER_CLASS = 946
 
 
-def read_idx(path, header_bytes):
-  with gzip.open(path) as f:
-    return np.frombuffer(f.read(), np.uint8, offset=header_bytes)
-
-
 def main(src, root):
-  for split, stem, per_class in (("train", "train", TRAIN_PER_CLASS), ("val", "t10k", None)):
-    images = read_idx(os.path.join(src, f"{stem}-images-idx3-ubyte.gz"), 16).reshape(-1, 28, 28)
-    labels = read_idx(os.path.join(src, f"{stem}-labels-idx1-ubyte.gz"), 8)
+  files = LOCAL_DIRS["fashion_mnist_local"].split_files  # the reader of dataset fashion_mnist_local
+  for split, stem, per_class in (("train", "train", TRAIN_PER_CLASS), ("val", "test", None)):
+    images, labels = load_idx_pair(Path(src), *files[stem])
+    images = images[..., 0]  # grey
     for k, name in enumerate(CLASSES):
       folder = os.path.join(root, split, f"{k}_{name}")
       os.makedirs(folder, exist_ok=True)
